@@ -1,0 +1,1 @@
+"""Command-line entry point: the composition root that may import every part of dislotrack."""

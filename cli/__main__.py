@@ -1,0 +1,5 @@
+import sys
+
+from dislotrack.cli.main import main
+
+sys.exit(main())

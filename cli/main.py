@@ -1,0 +1,53 @@
+"""``dislotrack`` command: one parser whose subcommands are registered by each part of the project.
+
+Each ``register(subparsers)`` below must be importable without torch or Qt: heavy imports happen
+inside the handlers, so ``dislotrack process`` starts fast on a runtime-only install and a missing
+extra is reported by the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from dislotrack.gui import cli as gui_cli
+from dislotrack.runtime import cli as runtime_cli
+from dislotrack.runtime.synth import cli as synth_cli
+from dislotrack.training import cli as training_cli
+
+REGISTRARS = (runtime_cli.register, synth_cli.register, training_cli.register, gui_cli.register)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dislotrack",
+        description="Find, track and measure dislocations in in-situ TEM videos.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("dislotrack: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, ImportError) as exc:
+        if args.verbose >= 2:
+            raise
+        print(f"dislotrack {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

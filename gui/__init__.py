@@ -1,0 +1,1 @@
+"""PySide6 + pyqtgraph live window: a thin view over dislotrack.runtime."""

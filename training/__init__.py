@@ -1,0 +1,1 @@
+"""Model training, losses, metrics and ONNX export (needs torch; never imported by the runtime)."""
