@@ -1,0 +1,76 @@
+"""Tiny ONNX graphs with dislotrack metadata, built with onnx.helper, for runtime tests.
+
+The graph is one 1x1 convolution + sigmoid applied identically to every output channel, with weights
+chosen so that a channel's probability is ``sigmoid(gain * (grey / max - level))`` whatever the
+normalisation in the metadata: bright pixels become a mask. That makes pre-processing, padding,
+batching and duplicate masks checkable against plain numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def metadata(n_masks: int = 4, mean: float = 0.3, std: float = 0.2, **extra: object) -> dict:
+    meta = {
+        "n_masks": n_masks,
+        "mean": mean,
+        "std": std,
+        "threshold": 0.5,
+        "input_multiple": 32,
+        "architecture": "test-conv1x1",
+        "encoder": "none",
+        "preset": "none",
+        "metrics": {},
+        "code_version": "test",
+    }
+    meta.update(extra)
+    return meta
+
+
+def build_model(meta: dict, gain: float = 20.0, level: float = 0.5, with_metadata: bool = True) -> bytes:
+    """Serialised ONNX model computing ``sigmoid(gain * (grey/max - level))`` on every channel."""
+    n = int(meta["n_masks"])
+    # x = (g - mean) / std  =>  g = x * std + mean; we want gain * (g - level).
+    w = np.full((n, 1, 1, 1), gain * meta["std"], dtype=np.float32)
+    b = np.full((n,), gain * (meta["mean"] - level), dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "w", "b"], ["logits"]),
+            helper.make_node("Sigmoid", ["logits"], ["probs"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 1, "H", "W"])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["B", n, "H", "W"])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if with_metadata:
+        helper.set_model_props(model, {"dislotrack": json.dumps(meta)})
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def write_model(
+    path: Path, meta: dict | None = None, card: bool = True, with_metadata: bool = True, **kw: float
+) -> Path:
+    """Write ``path`` (.onnx) and, optionally, its card with the sha256 the runtime verifies."""
+    meta = meta or metadata()
+    data = build_model(meta, with_metadata=with_metadata, **kw)
+    path.write_bytes(data)
+    if card:
+        card_data = {**meta, "sha256": hashlib.sha256(data).hexdigest(), "default": False}
+        path.with_suffix(".json").write_text(json.dumps(card_data))
+    return path
+
+
+def expected_probs(images: np.ndarray, gain: float = 20.0, level: float = 0.5) -> np.ndarray:
+    full = float(np.iinfo(images.dtype).max) if images.dtype.kind in "ui" else 1.0
+    return 1.0 / (1.0 + np.exp(-gain * (images.astype(np.float64) / full - level)))

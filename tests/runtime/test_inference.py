@@ -1,0 +1,99 @@
+"""Model loading and onnxruntime inference against tiny ONNX graphs whose output numpy can predict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from onnx_models import expected_probs, metadata, write_model
+
+from dislotrack.runtime.inference import InferenceConfig, Predictor, padded_size, select_providers
+from dislotrack.runtime.model import ModelMeta, load_model_file
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return write_model(tmp_path / "tiny.onnx", metadata(n_masks=3))
+
+
+def test_select_providers_orders_gpu_first_and_refuses_missing_cuda():
+    avail = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+    assert select_providers("auto", avail) == [
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    assert select_providers("cpu", avail) == ["CPUExecutionProvider"]
+    assert select_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(RuntimeError, match="cuda"):
+        select_providers("cuda", ["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match="unknown device"):
+        select_providers("tpu", avail)
+
+
+def test_padded_size():
+    assert padded_size(362, 700, 32) == (384, 704)
+    assert padded_size(512, 512, 32) == (512, 512)
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 96), (3, 50, 77), (1, 362, 700)])
+def test_predict_crops_back_and_matches_numpy(tiny, shape):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    pred = Predictor(tiny, InferenceConfig(device="cpu"))
+    probs = pred.predict(images)
+    assert probs.shape == (shape[0], 3, shape[1], shape[2])
+    assert probs.dtype == np.float32
+    want = expected_probs(images)
+    np.testing.assert_allclose(probs, np.broadcast_to(want[:, None], probs.shape), atol=1e-4)
+    assert pred.provider == "CPUExecutionProvider"
+    assert pred.meta.n_masks == 3 and pred.threshold == 0.5
+
+
+def test_uint16_frames_are_normalised_by_their_full_scale(tiny):
+    images = np.array([[[0, 65535], [30000, 40000]]], dtype=np.uint16)
+    probs = Predictor(tiny, InferenceConfig(device="cpu")).predict(images)
+    np.testing.assert_allclose(probs[0, 0], expected_probs(images)[0], atol=1e-4)
+
+
+def test_batched_equals_single(tiny):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(4, 40, 40), dtype=np.uint8)
+    pred = Predictor(tiny, InferenceConfig(device="cpu"))
+    batched = pred.predict(images)
+    singles = np.concatenate([pred.predict(im[None]) for im in images])
+    np.testing.assert_allclose(batched, singles, atol=1e-6)
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not a protobuf at all" * 10)
+    with pytest.raises(RuntimeError, match="not a loadable ONNX model"):
+        Predictor(bad, InferenceConfig(device="cpu"))
+
+
+def test_sha_mismatch_against_card_is_refused(tiny):
+    card = json.loads(tiny.with_suffix(".json").read_text())
+    card["sha256"] = "0" * 64
+    tiny.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="does not match its card"):
+        load_model_file(tiny)
+
+
+def test_model_without_metadata_is_refused(tmp_path):
+    path = write_model(tmp_path / "plain.onnx", metadata(), with_metadata=False)
+    with pytest.raises(ValueError, match="no 'dislotrack' metadata"):
+        Predictor(path, InferenceConfig(device="cpu"))
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_model_file(tmp_path / "nope.onnx")
+
+
+def test_metadata_validation():
+    with pytest.raises(ValueError, match="lacks"):
+        ModelMeta.from_json(json.dumps({"n_masks": 3}))
+    with pytest.raises(ValueError, match="invalid"):
+        ModelMeta.from_json(json.dumps(metadata(std=0.0)))
