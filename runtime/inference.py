@@ -95,7 +95,8 @@ class Predictor:
             self.session = ort.InferenceSession(self.model.data, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for unparsable files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RuntimeError(f"model {self.model.path.name} is not a loadable ONNX model: {first}") from None
+            name = self.model.path.name
+            raise RuntimeError(f"model {name} is not a loadable ONNX model: {first}") from None
         self.provider = self.session.get_providers()[0]
         if self.config.device == "cuda" and self.provider not in GPU_PROVIDERS:
             raise RuntimeError(f"device cuda requested but onnxruntime fell back to {self.provider}")
