@@ -1,0 +1,55 @@
+"""Settings of one live session, as a dataclass so the CLI, the window and the tests share one shape."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def is_recorded_file(source: str, follow: bool) -> bool:
+    """Whether ``source`` is a finished recording, which must be paced to stand in for a camera.
+
+    Cameras, streams (``rtsp://``, ``udp://``, ``/dev/video0``) and files still being written
+    (``follow``) already deliver frames at camera speed; pacing them again would only add delay.
+    """
+    if follow or URL_RE.match(source) or source.startswith("/dev/"):
+        return False
+    return Path(source).expanduser().exists()
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """One live session: what to read, which model, and how the window refreshes.
+
+    ``pace``: None decides from the source (see ``is_recorded_file``); ``speed`` scales the pacing
+    of recorded files. ``refresh_hz``: redraws per second of the coalescing timer (the newest
+    result only). ``history_points``: spacing points kept per pair.
+    """
+
+    source: str
+    model: str | None = None
+    device: str = "auto"
+    threshold: float | None = None
+    follow: bool = False
+    record_dir: Path | None = None
+    pace: bool | None = None
+    speed: float = 1.0
+    refresh_hz: float = 15.0
+    stats_hz: float = 2.0
+    history_points: int = 20_000
+    pick_radius_px: float = 12.0
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if not self.speed > 0:
+            raise ValueError(f"speed must be > 0, got {self.speed}")
+        if not self.refresh_hz > 0 or not self.stats_hz > 0:
+            raise ValueError("refresh and statistics rates must be > 0")
+
+    @property
+    def paced(self) -> bool:
+        return is_recorded_file(self.source, self.follow) if self.pace is None else self.pace

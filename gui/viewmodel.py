@@ -1,0 +1,125 @@
+"""What the live window shows, computed without Qt: colours, levels, mask overlay, spacing history.
+
+Kept free of Qt so that every rule of the display (which pairs are plotted, which line a click
+picks, which colour a track gets) is a small pure function with a plain unit test.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dislotrack.runtime.results import FrameResult, Line, Spacing
+
+GOLDEN = 0.618033988749895
+UNTRACKED_RGB = (160, 160, 160)
+
+Pair = tuple[int, int]
+
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A bright RGB colour that depends only on the track id, so a dislocation keeps its colour.
+
+    Hues step by the golden ratio, which keeps consecutive ids far apart on the colour wheel.
+    """
+    if track_id < 0:
+        return UNTRACKED_RGB
+    r, g, b = colorsys.hsv_to_rgb((0.13 + track_id * GOLDEN) % 1.0, 0.8, 1.0)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def robust_levels(image: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[float, float]:
+    """Display levels from percentiles, so a few saturated pixels do not flatten a low-contrast frame."""
+    lo, hi = np.percentile(image, [low_pct, high_pct])
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def mask_rgba(labels: np.ndarray, lines: Sequence[Line], alpha: int = 110) -> np.ndarray:
+    """RGBA overlay of the per-line masks: label i + 1 gets the colour of ``lines[i]``'s track."""
+    lut = np.zeros((len(lines) + 1, 4), np.uint8)
+    for i, line in enumerate(lines):
+        lut[i + 1, :3] = track_colour(line.track_id)
+        lut[i + 1, 3] = alpha
+    idx = np.minimum(labels, len(lines))  # a stray label beyond the lines stays transparent-safe
+    return lut[idx]
+
+
+def pileups(spacings: Iterable[Spacing]) -> list[frozenset[int]]:
+    """Pile-ups as the connected groups of tracks linked by neighbour spacings, largest first."""
+    parent: dict[int, int] = {}
+
+    def find(a: int) -> int:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for s in spacings:
+        parent[find(s.track_a)] = find(s.track_b)
+    groups: dict[int, set[int]] = {}
+    for track in list(parent):
+        groups.setdefault(find(track), set()).add(track)
+    return sorted((frozenset(g) for g in groups.values()), key=lambda g: (-len(g), min(g)))
+
+
+def selected_pileup(spacings: Sequence[Spacing], anchor: int | None) -> frozenset[int]:
+    """The pile-up holding track ``anchor``; the largest one when there is no anchor or it is gone."""
+    groups = pileups(spacings)
+    for group in groups:
+        if anchor is not None and anchor in group:
+            return group
+    return groups[0] if groups else frozenset()
+
+
+def line_at(lines: Sequence[Line], x: float, y: float, max_dist_px: float) -> Line | None:
+    """The line whose centreline passes closest to (x, y), if within ``max_dist_px``."""
+    best, best_d = None, max_dist_px
+    for line in lines:
+        d = float(np.min(np.hypot(line.points[:, 0] - x, line.points[:, 1] - y)))
+        if d <= best_d:
+            best, best_d = line, d
+    return best
+
+
+def pair_key(s: Spacing) -> Pair:
+    """Order-independent key of a pair of tracks."""
+    return (s.track_a, s.track_b) if s.track_a <= s.track_b else (s.track_b, s.track_a)
+
+
+@dataclass
+class SpacingHistory:
+    """Spacing time series per pair of tracks, bounded to ``max_points`` per pair (bounded memory)."""
+
+    max_points: int = 20_000
+    _series: dict[Pair, deque[tuple[float, float]]] = field(default_factory=dict)
+
+    def add(self, result: FrameResult) -> None:
+        for s in result.spacings:
+            series = self._series.get(pair_key(s))
+            if series is None:
+                series = self._series[pair_key(s)] = deque(maxlen=self.max_points)
+            series.append((result.time_s, s.spacing_px))
+
+    def pairs(self) -> list[Pair]:
+        return sorted(self._series)
+
+    def series(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        """Times (s) and spacings (px) of one pair, oldest first."""
+        data = np.asarray(self._series.get(pair, ()), dtype=float).reshape(-1, 2)
+        return data[:, 0], data[:, 1]
+
+    def pairs_within(self, tracks: frozenset[int]) -> list[Pair]:
+        """Pairs whose two tracks both belong to ``tracks`` (one pile-up)."""
+        return [p for p in self.pairs() if p[0] in tracks and p[1] in tracks]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._series.values())
+
+    def clear(self) -> None:
+        self._series.clear()

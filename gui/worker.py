@@ -1,0 +1,232 @@
+"""The pipeline worker: a QObject living on its own QThread that turns a live source into results.
+
+The GUI thread never decodes, infers or writes files: this worker runs the runtime's one results
+generator (``iter_results``) over a ``LiveSource`` (camera-speed frames, newest wins) and emits each
+result by a queued signal. The window only keeps the newest result and redraws on a timer.
+Controls from the GUI thread (pause, threshold, model, recording, stop) are thread-safe method calls:
+the worker's thread is busy in its loop and has no event loop to deliver queued calls to it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from dislotrack.gui.settings import LiveSettings
+from dislotrack.runtime.live import LiveConfig, LiveSource, LiveStats
+from dislotrack.runtime.results import FrameResult
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResult:
+    """A result plus when its frame arrived (``LiveSource.clock``), for latency to display."""
+
+    result: FrameResult
+    arrival_s: float | None
+    generation: int
+
+
+class Outcome:
+    """Why the worker stopped: the window words its message from this."""
+
+    ENDED = "ended"
+    STOPPED = "stopped"
+    OPEN_FAILED = "open_failed"
+    VANISHED = "vanished"
+    FAILED = "failed"
+
+
+class PipelineWorker(QObject):
+    """Reads the source, runs ``iter_results`` and emits results; see the module docstring."""
+
+    resultReady = Signal(object)  # LiveResult
+    restarted = Signal(int, str)  # generation, why (new threshold or model: track ids start afresh)
+    recording = Signal(str)  # folder being written, "" when recording stopped
+    finished = Signal(str, str)  # Outcome, message for the user
+
+    def __init__(self, settings: LiveSettings) -> None:
+        super().__init__()
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._restart = threading.Event()
+        self._live: LiveSource | None = None
+        self._recorder = None
+        self._generation = 0
+        self._frames_out = 0
+        self._paused = False
+
+    # -- called from the GUI thread ---------------------------------------------------------------
+    @property
+    def settings(self) -> LiveSettings:
+        with self._lock:
+            return self._settings
+
+    def stats(self) -> LiveStats | None:
+        live = self._live
+        return None if live is None else live.stats()
+
+    def clock(self) -> float:
+        """The clock that arrival times are measured on."""
+        live = self._live
+        return live.clock() if live is not None else time.perf_counter()
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause processing; the camera goes on, so frames meanwhile count as dropped."""
+        with self._lock:
+            self._paused = paused
+            live = self._live
+        if live is not None:
+            (live.pause if paused else live.resume)()
+
+    def set_threshold(self, threshold: float | None) -> None:
+        self._reconfigure(threshold=threshold)
+
+    def set_model(self, model: str | None) -> None:
+        self._reconfigure(model=model)
+
+    def _reconfigure(self, **changes: object) -> None:
+        with self._lock:
+            self._settings = replace(self._settings, **changes)
+        self._restart.set()
+
+    def start_recording(self, out_dir: Path) -> Path:
+        """Write every following result to ``out_dir`` with the runtime's own writers."""
+        from dislotrack.runtime.export import ResultWriter
+
+        writer = ResultWriter(Path(out_dir), self._run_info())
+        with self._lock:
+            old, self._recorder = self._recorder, writer
+        if old is not None:
+            old.close()
+        self.recording.emit(str(out_dir))
+        return Path(out_dir)
+
+    def stop_recording(self) -> None:
+        with self._lock:
+            old, self._recorder = self._recorder, None
+        if old is not None:
+            old.close()
+            self.recording.emit("")
+
+    def request_stop(self) -> None:
+        """Ask the loop to end; unblocks a wait for the next frame. Returns at once."""
+        self._stop.set()
+        live = self._live
+        if live is not None:
+            live.close()
+
+    # -- runs on the worker thread ----------------------------------------------------------------
+    def _run_info(self) -> dict:
+        s = self.settings
+        return {"source": s.source, "model": s.model, "device": s.device, "threshold": s.threshold,
+                "follow": s.follow, "live": True}
+
+    @Slot()
+    def run(self) -> None:
+        outcome, message = Outcome.FAILED, ""
+        try:
+            outcome, message = self._run()
+        except Exception as exc:  # anything unexpected still ends with a message, never a silent stop
+            outcome, message = Outcome.FAILED, f"Processing stopped: {exc}"
+        finally:
+            self._close()
+            self.finished.emit(outcome, message)
+
+    def _run(self) -> tuple[str, str]:
+        from dislotrack.runtime.sources import open_source
+
+        s = self.settings
+        if s.record_dir is not None:
+            try:
+                self.start_recording(s.record_dir)
+            except (OSError, ValueError) as exc:
+                return Outcome.FAILED, f"Cannot record to {s.record_dir}: {exc}"
+        try:
+            source = open_source(s.source, follow=s.follow)
+        except Exception as exc:
+            return Outcome.OPEN_FAILED, f"Cannot open source {s.source}: {exc}"
+        live = LiveSource(source, LiveConfig(pace=s.paced, speed=s.speed))
+        with self._lock:
+            self._live = live
+            paused = self._paused
+        if paused:
+            live.pause()
+        if self._stop.is_set():
+            return Outcome.STOPPED, "Stopped."
+        while True:
+            try:
+                self._process(live)
+            except Exception as exc:
+                if live.error is not None:
+                    return Outcome.VANISHED, f"Source vanished after {self._frames_out} frames: {live.error}"
+                return Outcome.FAILED, f"Processing stopped: {exc}"
+            if self._stop.is_set():
+                return Outcome.STOPPED, "Stopped."
+            if self._restart.is_set():
+                continue
+            if live.error is not None:
+                return Outcome.VANISHED, f"Source vanished after {self._frames_out} frames: {live.error}"
+            return Outcome.ENDED, f"Source ended after {self._frames_out} processed frames."
+
+    def _process(self, live: LiveSource) -> None:
+        """One run of the results generator, until the source ends, a stop, or a new setting."""
+        from dislotrack.runtime.pipeline import iter_results
+
+        self._restart.clear()
+        s = self.settings
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        if generation > 1:
+            self.restarted.emit(generation, "new settings")
+        results = iter_results(live, model=s.model, device=s.device, threshold=s.threshold, stop=self._stop)
+        try:
+            for result in results:
+                arrival = live.mark_processed(result.index)
+                self._frames_out += 1
+                with self._lock:
+                    recorder = self._recorder
+                if recorder is not None:
+                    recorder.write(result)
+                self.resultReady.emit(LiveResult(result, arrival, generation))
+                if self._stop.is_set() or self._restart.is_set():
+                    break
+        finally:
+            results.close()
+
+    def _close(self) -> None:
+        """Close the source and any recording, so files on disk are complete whatever happened."""
+        live = self._live
+        if live is not None:
+            live.close()
+        self.stop_recording()
+
+
+class LiveController(QObject):
+    """Owns the worker and its QThread; ``stop()`` leaves no thread behind."""
+
+    def __init__(self, settings: LiveSettings, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = PipelineWorker(settings)
+        self.thread = QThread()
+        self.thread.setObjectName("dislotrack-live-worker")
+        self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.run)
+        # direct: quit from the worker thread itself, even while the GUI thread waits in stop()
+        self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Stop the worker and wait for its thread; True when it has ended."""
+        self.worker.request_stop()
+        if self.thread.isRunning():
+            self.thread.quit()
+            return self.thread.wait(int(timeout_s * 1000))
+        return True

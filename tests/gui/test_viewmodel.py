@@ -1,0 +1,100 @@
+"""Display rules without Qt: stable colours, robust levels, mask colouring, pile-up choice, picking."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from dislotrack.gui.settings import LiveSettings, is_recorded_file
+from dislotrack.gui.viewmodel import (
+    UNTRACKED_RGB,
+    SpacingHistory,
+    line_at,
+    mask_rgba,
+    pileups,
+    robust_levels,
+    selected_pileup,
+    track_colour,
+)
+from dislotrack.runtime.results import Frame, FrameResult, Line, Spacing
+
+
+def vertical_line(x: float, track_id: int) -> Line:
+    pts = np.stack([np.full(50, x), np.linspace(10, 60, 50)], axis=1)
+    return Line(points=pts, length_px=50.0, mean_prob=0.9, track_id=track_id)
+
+
+def result(t: float, spacings: list[Spacing]) -> FrameResult:
+    return FrameResult(frame=Frame(int(t * 10), t, np.zeros((2, 2), np.uint8)), spacings=tuple(spacings))
+
+
+def test_track_colour_is_stable_and_distinct_for_neighbouring_ids():
+    colours = [track_colour(i) for i in range(20)]
+    assert colours == [track_colour(i) for i in range(20)]
+    assert len(set(colours)) == 20
+    for a, b in itertools.pairwise(colours):
+        assert sum(abs(x - y) for x, y in zip(a, b, strict=True)) > 60
+    assert track_colour(-1) == UNTRACKED_RGB
+
+
+def test_robust_levels_ignore_a_few_saturated_pixels():
+    rng = np.random.default_rng(0)
+    image = rng.integers(90, 120, size=(100, 100)).astype(np.uint8)
+    image[:3, :3] = 255
+    lo, hi = robust_levels(image)
+    assert 90 <= lo < hi <= 120
+    assert robust_levels(np.full((4, 4), 7, np.uint8)) == (7.0, 8.0)
+
+
+def test_mask_rgba_colours_each_label_by_its_track():
+    labels = np.array([[0, 1], [2, 0]], np.uint16)
+    lines = [vertical_line(0, track_id=5), vertical_line(1, track_id=9)]
+    rgba = mask_rgba(labels, lines, alpha=100)
+    assert rgba.shape == (2, 2, 4)
+    assert tuple(rgba[0, 1, :3]) == track_colour(5) and rgba[0, 1, 3] == 100
+    assert tuple(rgba[1, 0, :3]) == track_colour(9)
+    assert rgba[0, 0, 3] == 0 and rgba[1, 1, 3] == 0
+
+
+def test_pileups_are_connected_groups_largest_first():
+    spacings = [Spacing(1, 2, 5.0), Spacing(2, 3, 6.0), Spacing(7, 8, 4.0)]
+    assert pileups(spacings) == [frozenset({1, 2, 3}), frozenset({7, 8})]
+    assert selected_pileup(spacings, anchor=8) == frozenset({7, 8})
+    assert selected_pileup(spacings, anchor=None) == frozenset({1, 2, 3})
+    assert selected_pileup(spacings, anchor=42) == frozenset({1, 2, 3})
+    assert selected_pileup([], anchor=None) == frozenset()
+
+
+def test_line_at_picks_the_nearest_line_within_radius():
+    lines = [vertical_line(10, 1), vertical_line(20, 2)]
+    assert line_at(lines, 13, 30, max_dist_px=5).track_id == 1
+    assert line_at(lines, 17, 30, max_dist_px=5).track_id == 2
+    assert line_at(lines, 40, 30, max_dist_px=5) is None
+
+
+def test_spacing_history_groups_pairs_and_is_bounded():
+    history = SpacingHistory(max_points=3)
+    for i in range(5):
+        history.add(result(i * 0.1, [Spacing(2, 1, 10.0 + i), Spacing(7, 8, 3.0)]))
+    assert history.pairs() == [(1, 2), (7, 8)]
+    t, d = history.series((1, 2))
+    assert t == pytest.approx([0.2, 0.3, 0.4]) and d == pytest.approx([12.0, 13.0, 14.0])
+    assert history.pairs_within(frozenset({1, 2, 3})) == [(1, 2)]
+    assert len(history) == 6
+    assert history.series((3, 4))[0].size == 0
+
+
+def test_settings_validate_and_pace_only_finished_recordings(tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    assert is_recorded_file(str(video), follow=False)
+    assert not is_recorded_file(str(video), follow=True)
+    assert not is_recorded_file("rtsp://camera/stream", follow=False)
+    assert not is_recorded_file("/dev/video0", follow=False)
+    assert LiveSettings(str(video)).paced and not LiveSettings(str(video), pace=False).paced
+    with pytest.raises(ValueError, match="threshold"):
+        LiveSettings(str(video), threshold=1.5)
+    with pytest.raises(ValueError, match="speed"):
+        LiveSettings(str(video), speed=0)
