@@ -1,0 +1,472 @@
+"""Scene sampling and rendering shared by still images and videos.
+
+A scene is plain data (JSON-ready dicts of concrete values drawn from a `SynthConfig`): background values,
+pile-ups with their slip traces and dislocation shapes, line styles and distractors. `render_scene` turns
+a scene plus the random background fields into an image, masks and labels; the video generator renders
+the same scene with moving dislocation positions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.interpolate import CubicSpline
+
+from dislotrack.runtime.synth.config import BackgroundConfig, SynthConfig
+from dislotrack.runtime.synth.perlin import perlin
+from dislotrack.runtime.synth.render import (
+    LineRaster,
+    band_line,
+    gaussian_spots,
+    polyline_length,
+    rasterize_line,
+    resample,
+)
+
+STREAMS = ("background", "geometry", "style", "distractors", "noise", "patches")
+
+
+def streams(seed: int | list[int]) -> dict[str, np.random.Generator]:
+    """One independent generator per part of the sample, spawned from the recorded seed."""
+    children = np.random.SeedSequence(seed).spawn(len(STREAMS))
+    return {name: np.random.default_rng(ch) for name, ch in zip(STREAMS, children, strict=True)}
+
+
+def _u(rng: np.random.Generator, r: tuple[float, float]) -> float:
+    return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
+
+
+def _i(rng: np.random.Generator, r: tuple[int, int]) -> int:
+    return int(rng.integers(r[0], r[1] + 1)) if r[1] > r[0] else int(r[0])
+
+
+# ---------------------------------------------------------------------------------------------- background
+
+
+def sample_background(cfg: BackgroundConfig, rng: np.random.Generator) -> dict[str, Any]:
+    v = {
+        k: _u(rng, getattr(cfg, k))
+        for k in (
+            "lam1",
+            "lam2",
+            "wp",
+            "ww",
+            "s1",
+            "lam4",
+            "noise_weight",
+            "s2",
+            "level",
+            "contrast",
+            "gradient",
+            "vignette",
+        )
+    }
+    v["gradient_angle"] = float(rng.uniform(0.0, 2.0 * np.pi))
+    v["vignette_center"] = [float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7))]
+    return v
+
+
+def perlin_texture(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Govind et al. up to the first filter: P3 = P1 + wp P2 in [0, 1], + ww X1, Gaussian s1; then tone."""
+    p3 = perlin(shape, v["lam1"], rng)
+    p3 += np.float32(v["wp"]) * perlin(shape, v["lam2"], rng)
+    lo, hi = float(p3.min()), float(p3.max())
+    p3 -= np.float32(lo)
+    p3 *= np.float32(1.0 / max(hi - lo, 1e-6))
+    x1 = rng.random(shape, dtype=np.float32)
+    p3 += np.float32(2.0 * v["ww"]) * x1 - np.float32(v["ww"])
+    out = ndimage.gaussian_filter(p3, v["s1"], truncate=3.0) if v["s1"] > 0 else p3
+    # Tone (an addition to the paper): mean grey and texture contrast like real bright-field frames.
+    out -= np.float32(0.5)
+    out *= np.float32(v["contrast"])
+    out += np.float32(v["level"])
+    return out
+
+
+def illumination(v: dict[str, Any], shape: tuple[int, int]) -> np.ndarray | None:
+    """Large-scale brightness: a linear ramp times a vignette with dark corners (None when flat)."""
+    h, w = shape
+    if v["gradient"] <= 0 and v["vignette"] <= 0:
+        return None
+    diag = math.hypot(h, w)
+    xs = (np.arange(w, dtype=np.float32) - w / 2) / diag
+    ys = (np.arange(h, dtype=np.float32) - h / 2) / diag
+    a = v["gradient_angle"]
+    field = 1.0 + np.float32(v["gradient"]) * (
+        ys[:, None] * np.float32(math.sin(a)) + xs[None, :] * np.float32(math.cos(a))
+    )
+    if v["vignette"] > 0:
+        cx, cy = v["vignette_center"]
+        dx = (np.arange(w, dtype=np.float32) - cx * w) / diag
+        dy = (np.arange(h, dtype=np.float32) - cy * h) / diag
+        field *= 1.0 - np.float32(2.0 * v["vignette"]) * (dy[:, None] ** 2 + dx[None, :] ** 2)
+    return field.astype(np.float32)
+
+
+def noise_fields(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Spatial weight of the second noise: noise_weight * sigma(P4), sigma the logistic function."""
+    p4 = perlin(shape, v["lam4"], rng)
+    p4 *= np.float32(-4.0 / max(float(np.abs(p4).max()), 1e-6))
+    np.exp(p4, out=p4)
+    p4 += np.float32(1.0)
+    return np.float32(v["noise_weight"]) / p4
+
+
+def finish(img: np.ndarray, weight: np.ndarray, s2: float, rng: np.random.Generator) -> np.ndarray:
+    """+ sigma(P4) X2 (X2 uniform in [-1, 1]), Gaussian s2, clip to [0, 1]."""
+    x2 = rng.random(img.shape, dtype=np.float32)
+    x2 *= np.float32(2.0)
+    x2 -= np.float32(1.0)
+    x2 *= weight
+    img = img + x2
+    if s2 > 0:
+        img = ndimage.gaussian_filter(img, s2, truncate=3.0)
+    np.clip(img, 0.0, 1.0, out=img)
+    return img
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+
+
+def sample_pileups(
+    cfg: SynthConfig,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    shapes: list[list[list[float]]] | None = None,
+) -> tuple[list[float], list[dict[str, Any]]]:
+    """Orientations of the image's slip systems and the concrete pile-ups (at most ``max_lines`` lines)."""
+    pc = cfg.pileups
+    h, w = shape
+    n_or = _i(rng, pc.orientations)
+    orients = [_u(rng, pc.inclination_deg) for _ in range(n_or)]
+    n_p = _i(rng, pc.n)
+    budget = cfg.max_lines
+    pileups = []
+    for p in range(n_p):
+        if budget <= 0:
+            break
+        k = min(_i(rng, pc.lines), budget)
+        budget -= k
+        angle = orients[p % n_or] if p < n_or else orients[int(rng.integers(n_or))]
+        width = _u(rng, pc.slip_width)
+        m = pc.margin
+        center = [float(rng.uniform(m * w, (1 - m) * w)), float(rng.uniform(m * h, (1 - m) * h))]
+        bow = _u(rng, pc.bow) * (1.0 if rng.random() < 0.5 else -1.0)
+        n_sup = _i(rng, pc.support_points)
+        shape_uv = None
+        if shapes and rng.random() < pc.labelme_prob:
+            shape_uv = shapes[int(rng.integers(len(shapes)))]
+            n_sup = max(len(shape_uv) - 2, 0)
+        # Spacings from the head of the pile-up backwards: small at the head, growing behind it.
+        head = _u(rng, pc.spacing)
+        growth = _u(rng, pc.spacing_growth)
+        jit = _u(rng, pc.spacing_jitter)
+        spacings = []
+        for j in range(k - 1):
+            s = head * growth**j * (1.0 + jit * float(rng.uniform(-1, 1)))
+            if rng.random() < pc.pair_prob:
+                s = _u(rng, pc.pair_spacing)
+            spacings.append(float(max(s, pc.pair_spacing[0])))
+        pos = np.concatenate([[0.0], np.cumsum(spacings)])
+        direction = 1.0 if rng.random() < 0.5 else -1.0
+        pos = direction * (pos - pos.mean()) + float(rng.uniform(-0.15, 0.15)) * min(h, w)
+        sup_u = np.sort(rng.uniform(0.15, 0.85, size=n_sup)) if shape_uv is None else None
+        noise = _u(rng, pc.point_noise) * width
+        lines = []
+        for _j in range(k):
+            lines.append(
+                {
+                    "bow": float(bow + _u(rng, pc.bow_jitter) * float(rng.uniform(-1, 1))),
+                    "noise": [float(x) for x in rng.normal(0.0, noise, size=n_sup)] if n_sup else [],
+                }
+            )
+        pileups.append(
+            {
+                "angle_deg": angle,
+                "slip_width": width,
+                "center": center,
+                "line_angle_deg": _u(rng, pc.line_angle_deg),
+                "asymmetry": _u(rng, pc.asymmetry),
+                "support_u": None if sup_u is None else [float(x) for x in sup_u],
+                "shape_uv": shape_uv,
+                "positions": [float(x) for x in pos],
+                "lines": lines,
+            }
+        )
+    return orients, pileups
+
+
+def trace_frame(pu: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre, unit trace direction t and unit normal n of a pile-up's slip traces."""
+    a = math.radians(pu["angle_deg"])
+    t = np.array([math.cos(a), math.sin(a)])
+    n = np.array([-t[1], t[0]])
+    return np.asarray(pu["center"], dtype=np.float64), t, n
+
+
+def traces(
+    pu: dict[str, Any], shift: float = 0.0
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The two slip traces as (point, unit direction); ``shift`` moves them along their normal (drift)."""
+    c, t, n = trace_frame(pu)
+    half = pu["slip_width"] / 2.0
+    return (c - half * n, t), (c + half * n, t)
+
+
+def support_points(
+    pu: dict[str, Any], j: int, position: float | None = None, offset: np.ndarray | None = None
+) -> np.ndarray:
+    """Support points (x, y) of dislocation j: first on trace A, last on trace B."""
+    c, t, n = trace_frame(pu)
+    if offset is not None:
+        c = c + offset
+    d = pu["slip_width"]
+    s = pu["positions"][j] if position is None else position
+    tilt = d * math.tan(math.radians(pu["line_angle_deg"]))
+    a = c - d / 2 * n + (s - tilt / 2) * t
+    b = c + d / 2 * n + (s + tilt / 2) * t
+    line = pu["lines"][j]
+    chord = b - a
+    if pu.get("shape_uv"):
+        uv = np.asarray(pu["shape_uv"], dtype=np.float64)
+        cn = np.array([-chord[1], chord[0]])
+        pts = a[None] + uv[:, :1] * chord[None] + uv[:, 1:2] * cn[None]
+        if len(line["noise"]) and len(pts) > 2:
+            pts[1:-1] += np.asarray(line["noise"])[:, None] * (cn / max(np.hypot(*cn), 1e-9))[None]
+        return pts
+    u = np.concatenate([[0.0], pu["support_u"], [1.0]])
+    bowshape = 4.0 * u * (1.0 - u) * (1.0 + pu["asymmetry"] * (2.0 * u - 1.0))
+    pts = a[None] + u[:, None] * chord[None] + (line["bow"] * d * bowshape)[:, None] * t[None]
+    if len(line["noise"]):
+        cn = np.array([-chord[1], chord[0]]) / max(float(np.hypot(*chord)), 1e-9)
+        pts[1:-1] += np.asarray(line["noise"])[:, None] * cn[None]
+    return pts
+
+
+def spline(support: np.ndarray, step: float = 0.5) -> np.ndarray:
+    """Cubic spline through the support points (chord-length parameter), sampled about every ``step`` px."""
+    seg = np.hypot(*np.diff(support, axis=0).T)
+    keep = np.concatenate([[True], seg > 1e-6])
+    support = support[keep]
+    if len(support) < 3:
+        return resample(support, step) if len(support) > 1 else support
+    tau = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(support, axis=0).T))])
+    cs = CubicSpline(tau, support, bc_type="natural")
+    n = max(math.ceil(1.3 * tau[-1] / step), 8)
+    dense = cs(np.linspace(0.0, tau[-1], n))
+    return resample(dense, step)
+
+
+def clip_to_view(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """Longest part of a polyline inside [0, W-1] x [0, H-1], cut exactly at the border."""
+    h, w = shape
+    lo = np.array([0.0, 0.0])
+    hi = np.array([w - 1.0, h - 1.0])
+    inside = np.all((points >= lo) & (points <= hi), axis=1)
+    if inside.all():
+        return points
+    if not inside.any():
+        return None
+    idx = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
+    starts, ends = idx[0::2], idx[1::2]
+    k = int(np.argmax(ends - starts))
+    s, e = int(starts[k]), int(ends[k])  # inside run points[s:e]
+    run = [points[s:e]]
+
+    def cross(p_in: np.ndarray, p_out: np.ndarray) -> np.ndarray:
+        d = p_out - p_in
+        tmax = 1.0
+        for ax in range(2):
+            if d[ax] > 0:
+                tmax = min(tmax, (hi[ax] - p_in[ax]) / d[ax])
+            elif d[ax] < 0:
+                tmax = min(tmax, (lo[ax] - p_in[ax]) / d[ax])
+        return np.clip(p_in + tmax * d, lo, hi)
+
+    if s > 0:
+        run.insert(0, cross(points[s], points[s - 1])[None])
+    if e < len(points):
+        run.append(cross(points[e - 1], points[e])[None])
+    return np.concatenate(run)
+
+
+# ---------------------------------------------------------------------------------------------- style
+
+
+def sample_styles(
+    cfg: SynthConfig, pileups: list[dict[str, Any]], rng: np.random.Generator
+) -> list[list[dict]]:
+    """Thickness, darkness, fringe and darkness modulation per dislocation, similar within a pile-up."""
+    st = cfg.style
+    out = []
+    for pu in pileups:
+        u = float(rng.random())
+        base_t = st.thickness[0] + (st.thickness[1] - st.thickness[0]) * u**st.thickness_power
+        base_d = _u(rng, st.darkness)
+        base_f = _u(rng, st.fringe)
+        var = _u(rng, st.darkness_variation)
+        js = st.pileup_style_jitter
+        lines = []
+        for _ in pu["lines"]:
+            th = float(np.clip(base_t * (1 + js * rng.uniform(-1, 1)), st.thickness[0], st.thickness[1]))
+            dk = float(np.clip(base_d * (1 + js * rng.uniform(-1, 1)), st.darkness[0], st.darkness[1]))
+            fr = float(np.clip(base_f * (1 + js * rng.uniform(-1, 1)), st.fringe[0], st.fringe[1]))
+            mod = np.clip(1.0 + var * rng.uniform(-1, 1, size=6), 0.2, None)
+            lines.append(
+                {"thickness": th, "darkness": dk, "fringe": fr, "modulation": [float(m) for m in mod]}
+            )
+        out.append(lines)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- distractors
+
+
+def sample_distractors(
+    cfg: SynthConfig,
+    shape: tuple[int, int],
+    orients: list[float],
+    pileups: list[dict[str, Any]],
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    dc = cfg.distractors
+    h, w = shape
+    tr = []
+
+    def trace_style() -> dict[str, Any]:
+        sign = -1.0 if rng.random() < 0.6 else 1.0
+        double = rng.random() < dc.trace_double_prob
+        return {
+            "contrast": sign * _u(rng, dc.trace_contrast),
+            "width": _u(rng, dc.trace_width),
+            "gap": _u(rng, dc.trace_double_gap) if double else 0.0,
+        }
+
+    for pu in pileups:
+        if rng.random() < dc.trace_prob:
+            for p, t in traces(pu):
+                tr.append(
+                    {"point": [float(p[0]), float(p[1])], "dir": [float(t[0]), float(t[1])], **trace_style()}
+                )
+    for _ in range(_i(rng, dc.extra_traces)):
+        a = math.radians(orients[int(rng.integers(len(orients)))] + float(rng.normal(0.0, 1.0)))
+        tr.append(
+            {
+                "point": [float(rng.uniform(0, w)), float(rng.uniform(0, h))],
+                "dir": [math.cos(a), math.sin(a)],
+                **trace_style(),
+            }
+        )
+    bd = []
+    for _ in range(_i(rng, dc.boundaries)):
+        a = float(rng.uniform(0, 2 * np.pi))
+        bd.append(
+            {
+                "point": [float(rng.uniform(0.2 * w, 0.8 * w)), float(rng.uniform(0.2 * h, 0.8 * h))],
+                "normal": [math.cos(a), math.sin(a)],
+                "step": _u(rng, dc.boundary_step) * (1.0 if rng.random() < 0.5 else -1.0),
+                "softness": _u(rng, dc.boundary_softness),
+            }
+        )
+    nd = _i(rng, dc.dots)
+    dots = {
+        "centers": rng.uniform([0, 0], [w, h], size=(nd, 2)).tolist(),
+        "radii": [_u(rng, dc.dot_radius) for _ in range(nd)],
+        "darkness": [_u(rng, dc.dot_darkness) for _ in range(nd)],
+    }
+    return {"traces": tr, "boundaries": bd, "dots": dots}
+
+
+def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    h, w = img.shape
+    ox, oy = offset
+    for b in d["boundaries"]:
+        nx, ny = b["normal"]
+        xs = (np.arange(w, dtype=np.float32) - np.float32(b["point"][0] + ox)) * np.float32(nx)
+        ys = (np.arange(h, dtype=np.float32) - np.float32(b["point"][1] + oy)) * np.float32(ny)
+        dist = ys[:, None] + xs[None, :]
+        dist *= np.float32(1.0 / b["softness"])
+        img *= 1.0 + np.float32(b["step"]) * (0.5 + 0.5 * np.tanh(dist))
+    for t in d["traces"]:
+        sig = t["width"] / 2.3548
+        c, gap = t["contrast"], t["gap"]
+        if gap > 0:
+
+            def prof(x: np.ndarray, c: float = c, gap: float = gap, sig: float = sig) -> np.ndarray:
+                return c * (
+                    np.exp(-((x - gap / 2) ** 2) / (2 * sig**2))
+                    + np.exp(-((x + gap / 2) ** 2) / (2 * sig**2))
+                )
+        else:
+
+            def prof(x: np.ndarray, c: float = c, sig: float = sig) -> np.ndarray:
+                return c * np.exp(-(x**2) / (2 * sig**2))
+
+        p = np.asarray(t["point"]) + np.array([ox, oy])
+        band_line(img, p, np.asarray(t["dir"]), prof, 3 * sig + gap / 2 + 1)
+    dots = d["dots"]
+    if dots["centers"]:
+        spots = gaussian_spots(
+            img.shape,
+            np.asarray(dots["centers"]) + np.array([ox, oy]),
+            np.asarray(dots["radii"]),
+            np.asarray(dots["darkness"]),
+        )
+        img *= 1.0 - spots
+
+
+# ---------------------------------------------------------------------------------------------- lines
+
+
+@dataclass(frozen=True)
+class DrawnLine:
+    points: np.ndarray  # visible spline points, about 0.5 px apart
+    raster: LineRaster
+    key: tuple[int, int]  # (pile-up, index in pile-up)
+
+
+def draw_lines(
+    img: np.ndarray, curves: list[tuple[tuple[int, int], np.ndarray, dict]], min_length: float
+) -> list[DrawnLine]:
+    """Clip each curve to the view, darken the image along it and return the ones that stay visible."""
+    shape = img.shape
+    drawn = []
+    for key, pts, style in curves:
+        vis = clip_to_view(pts, shape)
+        if vis is None or polyline_length(vis) < min_length:
+            continue
+        # Darkness modulation is indexed by position along the full curve, so clipping does not shift it.
+        mod = np.asarray(style["modulation"])
+        if len(vis) != len(pts):
+            full_s = np.linspace(0, 1, len(pts))
+            near = np.argmin(np.hypot(*(pts[:, None, :] - vis[[0, -1]][None]).transpose(2, 0, 1)), axis=0)
+            knots = np.linspace(0, 1, len(mod))
+            sub = np.linspace(full_s[near[0]], full_s[near[1]], len(mod))
+            mod = np.interp(sub, knots, mod)
+        r = rasterize_line(vis, shape, style["thickness"], style["fringe"], weights=mod)
+        if r is None or not r.mask.any():
+            continue
+        box = img[r.y0 : r.y0 + r.profile.shape[0], r.x0 : r.x0 + r.profile.shape[1]]
+        box *= 1.0 - np.float32(style["darkness"]) * r.profile
+        drawn.append(DrawnLine(points=vis, raster=r, key=key))
+    return drawn
+
+
+def truth(drawn: list[DrawnLine], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-line masks (n, H, W) and the label image (the stronger line wins where masks overlap)."""
+    h, w = shape
+    masks = np.zeros((len(drawn), h, w), dtype=bool)
+    labels = np.zeros((h, w), dtype=np.uint8)
+    best = np.zeros((h, w), dtype=np.float32)
+    for i, d in enumerate(drawn):
+        r = d.raster
+        sl = (slice(r.y0, r.y0 + r.mask.shape[0]), slice(r.x0, r.x0 + r.mask.shape[1]))
+        masks[i][sl] = r.mask
+        win = r.mask & (r.profile > best[sl])
+        labels[sl][win] = i + 1
+        best[sl][win] = r.profile[win]
+    return masks, labels
