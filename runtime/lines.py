@@ -1,0 +1,312 @@
+"""Per-frame post-processing: N probability masks -> deduplicated dislocation centrelines.
+
+Steps (method of Govind et al.): threshold; drop tiny masks; split a mask holding separate lines;
+merge duplicates (two masks whose Dice loss < 0.5 are one dislocation, keep the better one: connected,
+then higher mean probability); Lee skeleton; longest path through it; 50 equally spaced points on a
+smoothed spline; length and curvature.
+
+Everything after the one vectorised threshold works on each mask's bounding box, never on the full
+frame, because a frame has N = 20 masks and the budget is a few milliseconds per frame on one core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.interpolate import make_interp_spline
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
+from skimage.morphology import skeletonize
+
+from dislotrack.runtime.results import N_POINTS, Line
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+_OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    """Post-processing settings; ``threshold=None`` means the model's own threshold."""
+
+    threshold: float | None = None
+    min_pixels: int = 20  # fewer pixels than this is noise, not a dislocation
+    duplicate_dice_loss: float = 0.5  # below this two masks are one dislocation (the paper's rule)
+    fragment_px: float = 3.0  # a line whose points all lie this close to a longer line is a fragment
+    gap_px: int = 2  # pieces of one mask closer than ~2 * gap_px belong to the same line
+    min_length_px: float = 8.0
+    smooth_px: float = 2.0  # Gaussian smoothing of the skeleton path before the spline (staircase)
+    n_points: int = N_POINTS
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One connected piece of one thresholded mask, kept as a crop plus its offset in the frame."""
+
+    mask: np.ndarray  # bool (h, w) crop
+    y0: int
+    x0: int
+    n_pixels: int
+    mean_prob: float
+    channel: int
+    connected: bool  # one 8-connected piece (so its Lee skeleton is one connected skeleton)
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        h, w = self.mask.shape
+        return self.y0, self.x0, self.y0 + h, self.x0 + w
+
+
+def _tight(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], int(rows[0]), int(cols[0])
+
+
+def _pieces(mask: np.ndarray, gap_px: int) -> tuple[np.ndarray, int]:
+    """Label the pieces of a crop, pieces closer than the gap counting as one (labels on ``mask`` only)."""
+    grown = ndimage.binary_dilation(mask, _EIGHT, iterations=gap_px) if gap_px > 0 else mask
+    labels, n = ndimage.label(grown, structure=_EIGHT)
+    labels[~mask] = 0
+    return labels, n
+
+
+def _candidate(prob: np.ndarray, part: np.ndarray, dy: int, dx: int, channel: int, connected: bool):
+    h, w = part.shape
+    p = prob[dy : dy + h, dx : dx + w]
+    return Candidate(part, dy, dx, int(np.count_nonzero(part)), float(p[part].mean()), channel, connected)
+
+
+def mask_candidates(prob: np.ndarray, mask: np.ndarray, channel: int, config: LineConfig) -> list[Candidate]:
+    """Split one thresholded mask (already cropped to its bounding box) into line candidates.
+
+    Pieces closer than the gap are one line with a break; pieces farther apart are separate lines
+    that one mask happened to hold; pieces below ``min_pixels`` are noise.
+    """
+    raw, n_raw = ndimage.label(mask, structure=_EIGHT)
+    if n_raw == 1:
+        return [_candidate(prob, mask, 0, 0, channel, True)]
+    labels, n = _pieces(mask, config.gap_px)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    out = []
+    for k in np.flatnonzero(sizes[1:] >= config.min_pixels) + 1:
+        part, dy, dx = _tight(labels == k)
+        n_sub = np.unique(raw[dy : dy + part.shape[0], dx : dx + part.shape[1]][part]).size
+        out.append(_candidate(prob, part, dy, dx, channel, n_sub == 1))
+    return out
+
+
+def find_candidates(probs: np.ndarray, threshold: float, config: LineConfig) -> list[Candidate]:
+    """All line candidates of a frame's (N, H, W) probabilities, in frame coordinates.
+
+    One vectorised threshold and row reduction over the whole stack; everything else per mask works
+    on the band of rows it occupies and then on its bounding box.
+    """
+    masks = probs > threshold
+    rows_any = masks.any(axis=2)
+    out = []
+    for c in np.flatnonzero(rows_any.any(axis=1)):
+        rows = np.flatnonzero(rows_any[c])
+        y0, y1 = int(rows[0]), int(rows[-1]) + 1
+        cols = np.flatnonzero(masks[c, y0:y1].any(axis=0))
+        x0, x1 = int(cols[0]), int(cols[-1]) + 1
+        crop = masks[c, y0:y1, x0:x1]
+        if np.count_nonzero(crop) < config.min_pixels:
+            continue
+        for cand in mask_candidates(probs[c, y0:y1, x0:x1], crop, int(c), config):
+            out.append(_shift(cand, y0, x0))
+    return out
+
+
+def _shift(c: Candidate, dy: int, dx: int) -> Candidate:
+    return Candidate(c.mask, c.y0 + dy, c.x0 + dx, c.n_pixels, c.mean_prob, c.channel, c.connected)
+
+
+def overlap(a: Candidate, b: Candidate) -> int:
+    """Pixels two candidates share, computed on the intersection of their bounding boxes only."""
+    ay0, ax0, ay1, ax1 = a.bbox
+    by0, bx0, by1, bx1 = b.bbox
+    y0, x0, y1, x1 = max(ay0, by0), max(ax0, bx0), min(ay1, by1), min(ax1, bx1)
+    if y0 >= y1 or x0 >= x1:
+        return 0
+    ma = a.mask[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
+    mb = b.mask[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+    return int(np.count_nonzero(ma & mb))
+
+
+def dice_loss(a: Candidate, b: Candidate) -> float:
+    return 1.0 - 2.0 * overlap(a, b) / (a.n_pixels + b.n_pixels)
+
+
+def deduplicate(cands: Sequence[Candidate], config: LineConfig) -> list[Candidate]:
+    """Keep one candidate per dislocation, best first (connected, then higher mean probability).
+
+    The paper's rule: two masks whose Dice loss is below ``duplicate_dice_loss`` are one dislocation.
+    """
+    order = sorted(cands, key=lambda c: (c.connected, c.mean_prob, c.n_pixels), reverse=True)
+    kept: list[Candidate] = []
+    for c in order:
+        if all(dice_loss(c, k) >= config.duplicate_dice_loss for k in kept):
+            kept.append(c)
+    return kept
+
+
+def is_fragment(short: Line, long: Line, tol_px: float) -> bool:
+    """True when every point of ``short`` lies within ``tol_px`` of the polyline of a longer line.
+
+    A spare mask often holds part of a line that another mask holds whole; their Dice loss is above
+    0.5 when the part is short, so the mask rule alone keeps both.
+    """
+    if short.length_px >= long.length_px:
+        return False
+    lo, hi = long.points.min(axis=0) - tol_px, long.points.max(axis=0) + tol_px
+    if np.any(short.points.min(axis=0) < lo) or np.any(short.points.max(axis=0) > hi):
+        return False
+    return bool(np.all(point_to_polyline(short.points, long.points) <= tol_px))
+
+
+def point_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """Distance of each point to the nearest segment of a polyline, (P,) from (P, 2) and (Q, 2)."""
+    a, b = polyline[:-1], polyline[1:]
+    ab = b - a
+    denom = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-12)
+    ap = points[:, None, :] - a[None]
+    t = np.clip(np.einsum("pqj,qj->pq", ap, ab) / denom, 0.0, 1.0)
+    nearest = a[None] + t[..., None] * ab[None]
+    return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(axis=2)).min(axis=1)
+
+
+def _neighbour_table(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Skeleton pixel coordinates and, per pixel, the indices of its 8 neighbours (-1: none)."""
+    ys, xs = np.nonzero(skel)
+    index = np.full(skel.shape, -1, dtype=np.int64)
+    index[ys, xs] = np.arange(ys.size)
+    table = np.stack([index[ys + dy, xs + dx] for dy, dx in _OFFSETS], axis=1)
+    return ys, xs, table
+
+
+def _walk(table: np.ndarray, start: int) -> list[int]:
+    """Order the pixels of a simple path (every pixel has at most two neighbours) from one end."""
+    two = -np.sort(-table, axis=1)[:, :2]  # the (up to) two neighbours first, -1 after
+    first, second = two[:, 0].tolist(), two[:, 1].tolist()
+    path, prev, cur = [start], -1, start
+    for _ in range(len(first)):
+        nxt = first[cur] if first[cur] != prev else second[cur]
+        if nxt < 0:
+            break
+        prev, cur = cur, nxt
+        path.append(cur)
+    return path
+
+
+def _graph_longest_path(ys: np.ndarray, xs: np.ndarray, table: np.ndarray) -> list[int]:
+    """Longest shortest path of a branched skeleton: two Dijkstra sweeps on its pixel graph."""
+    k = ys.size
+    src, nb = np.nonzero(table >= 0)
+    dst = table[src, nb]
+    w = np.where(np.abs(ys[src] - ys[dst]) + np.abs(xs[src] - xs[dst]) == 2, np.sqrt(2.0), 1.0)
+    graph = coo_matrix((w, (src, dst)), shape=(k, k)).tocsr()
+    n_comp, comp = connected_components(graph, directed=False)
+    start = int(np.flatnonzero(comp == np.bincount(comp).argmax())[0]) if n_comp > 1 else 0
+    dist = dijkstra(graph, directed=True, indices=start)
+    u = int(np.argmax(np.where(np.isfinite(dist), dist, -1.0)))
+    dist, pred = dijkstra(graph, directed=True, indices=u, return_predecessors=True)
+    v = int(np.argmax(np.where(np.isfinite(dist), dist, -1.0)))
+    path = [v]
+    while path[-1] != u:
+        path.append(int(pred[path[-1]]))
+    return path[::-1]
+
+
+def skeleton_path(mask: np.ndarray, bridge_px: int = 0) -> np.ndarray:
+    """Longest path through the Lee skeleton of a crop, as (K, 2) row/col coordinates in the crop.
+
+    A thin line's skeleton is usually a simple path, which is walked directly (cheap). Otherwise its
+    8-neighbour pixel graph gets two Dijkstra sweeps (farthest node from any node, then farthest from
+    that): the longest path, exact for the tree a line's skeleton is, dropping spurs grown at kinks.
+    """
+    pad = 1 + bridge_px
+    work = np.pad(mask, pad)
+    if bridge_px > 0:
+        work = ndimage.binary_closing(work, structure=_EIGHT, iterations=bridge_px)
+    skel = skeletonize(work, method="lee").astype(bool)
+    ys, xs, table = _neighbour_table(skel)
+    if ys.size < 2:
+        nodes: list[int] | np.ndarray = np.arange(ys.size)
+    else:
+        degree = np.count_nonzero(table >= 0, axis=1)
+        ends = np.flatnonzero(degree == 1)
+        simple = degree.max() <= 2 and ends.size == 2
+        nodes = _walk(table, int(ends[0])) if simple else _graph_longest_path(ys, xs, table)
+    nodes = np.asarray(nodes, dtype=np.int64)
+    return np.stack([ys[nodes], xs[nodes]], axis=1).astype(np.float64) - pad
+
+
+def _arclength(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+
+
+def smooth_path(xy: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smooth a pixel path; ends are padded by point reflection so straight lines stay put."""
+    if sigma <= 0 or len(xy) < 3:
+        return xy
+    pad = min(len(xy) - 1, int(np.ceil(3 * sigma)))
+    padded = np.pad(xy, ((pad, pad), (0, 0)), mode="reflect", reflect_type="odd")
+    return ndimage.gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[pad:-pad]
+
+
+def fit_line(xy: np.ndarray, n_points: int) -> tuple[np.ndarray, float, float]:
+    """Equally spaced points, length and mean |curvature| of a cubic spline through a smooth path."""
+    s = _arclength(xy)
+    length = float(s[-1])
+    targets = np.linspace(0.0, length, n_points)
+    pts = np.stack([np.interp(targets, s, xy[:, 0]), np.interp(targets, s, xy[:, 1])], axis=1)
+    if length <= 0 or n_points < 4:
+        return pts, length, 0.0
+    spline = make_interp_spline(targets, pts, k=3, axis=0)
+    d1, d2 = spline(targets, 1), spline(targets, 2)
+    speed = np.maximum(np.hypot(d1[:, 0], d1[:, 1]), 1e-9)
+    curvature = np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / speed**3
+    return pts, length, float(curvature.mean())
+
+
+def candidate_line(cand: Candidate, config: LineConfig) -> Line | None:
+    """Centreline of one candidate in frame coordinates, or None when it is too short to be a line."""
+    bridge = 0 if cand.connected else config.gap_px
+    rc = skeleton_path(cand.mask, bridge)
+    if len(rc) < 2:
+        return None
+    xy = np.stack([rc[:, 1] + cand.x0, rc[:, 0] + cand.y0], axis=1)
+    pts, length, curvature = fit_line(smooth_path(xy, config.smooth_px), config.n_points)
+    if length < config.min_length_px:
+        return None
+    return Line(pts, length, cand.mean_prob, curvature, cand.channel)
+
+
+def paint_labels(shape: tuple[int, int], cands: Sequence[Candidate]) -> np.ndarray:
+    """(H, W) uint16 label image: i + 1 on the pixels of ``cands[i]``."""
+    labels = np.zeros(shape, dtype=np.uint16)
+    for i, c in enumerate(cands):
+        y0, x0, y1, x1 = c.bbox
+        labels[y0:y1, x0:x1][c.mask] = i + 1
+    return labels
+
+
+def extract_lines(
+    probs: np.ndarray, threshold: float, config: LineConfig | None = None, with_labels: bool = True
+) -> tuple[tuple[Line, ...], np.ndarray | None]:
+    """(N, H, W) probabilities of one frame -> its dislocation lines (and their label image)."""
+    config = config or LineConfig()
+    kept = deduplicate(find_candidates(probs, threshold, config), config)
+    pairs = [(c, candidate_line(c, config)) for c in kept]
+    pairs = [(c, line) for c, line in pairs if line is not None]
+    pairs = [
+        (c, line)
+        for c, line in pairs
+        if not any(is_fragment(line, other, config.fragment_px) for _, other in pairs)
+    ]
+    lines = tuple(line for _, line in pairs)
+    labels = paint_labels(probs.shape[1:], [c for c, _ in pairs]) if with_labels else None
+    return lines, labels

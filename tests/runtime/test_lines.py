@@ -1,0 +1,98 @@
+"""Masks -> lines against centrelines drawn with known geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from drawing import curve, line_mask, prob_map, stack
+
+from dislotrack.runtime.lines import LineConfig, extract_lines, skeleton_path
+from dislotrack.runtime.results import N_POINTS
+
+SHAPE = (160, 200)
+
+
+def _dist_to_curve(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.min(np.linalg.norm(points[:, None] - truth[None], axis=2), axis=1)
+
+
+def _run(maps, n_masks=6, **cfg):
+    return extract_lines(stack(SHAPE, n_masks, maps), 0.5, LineConfig(**cfg))
+
+
+def test_one_bowed_line_is_found_with_50_points_on_it():
+    truth = curve(30, 40, 170, 110, bow=12)
+    lines, labels = _run([prob_map(line_mask(SHAPE, truth))])
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.points.shape == (N_POINTS, 2)
+    assert np.max(_dist_to_curve(line.points, truth)) < 1.0
+    true_len = float(np.sum(np.linalg.norm(np.diff(truth, axis=0), axis=1)))
+    assert abs(line.length_px - true_len) / true_len < 0.04
+    steps = np.linalg.norm(np.diff(line.points, axis=0), axis=1)
+    np.testing.assert_allclose(steps, line.length_px / (N_POINTS - 1), rtol=0.02)
+    assert 0.5 < line.mean_prob <= 1.0
+    assert labels is not None and labels.shape == SHAPE
+    assert set(np.unique(labels)) == {0, 1}
+
+
+def test_duplicate_masks_become_one_line_and_the_stronger_is_kept():
+    truth = curve(20, 20, 180, 140, bow=-10)
+    mask = line_mask(SHAPE, truth)
+    strong, weak = prob_map(mask, level=0.95), prob_map(mask, level=0.7)
+    shifted = prob_map(np.roll(mask, 1, axis=1), level=0.8)
+    lines, _ = _run([weak, strong, shifted])
+    assert len(lines) == 1
+    assert lines[0].channel == 1
+
+
+def test_fragment_in_a_spare_mask_is_not_a_second_line():
+    truth = curve(20, 80, 180, 80)
+    full = line_mask(SHAPE, truth)
+    part = full.copy()
+    part[:, 70:] = False
+    lines, _ = _run([prob_map(part, level=1.0), prob_map(full, level=0.8)])
+    assert len(lines) == 1
+    assert lines[0].length_px > 150
+
+
+def test_mask_holding_two_separate_lines_is_split():
+    a, b = curve(20, 40, 180, 40), curve(20, 110, 180, 120)
+    both = line_mask(SHAPE, a) | line_mask(SHAPE, b)
+    lines, labels = _run([prob_map(both)])
+    assert len(lines) == 2
+    ys = sorted(float(line.points[:, 1].mean()) for line in lines)
+    assert ys[0] == pytest.approx(40, abs=1) and ys[1] == pytest.approx(115, abs=1)
+    assert set(np.unique(labels)) == {0, 1, 2}
+
+
+def test_small_gap_in_a_line_is_bridged():
+    truth = curve(20, 80, 180, 80)
+    mask = line_mask(SHAPE, truth)
+    mask[:, 99:102] = False
+    lines, _ = _run([prob_map(mask, blur=0.3)])
+    assert len(lines) == 1
+    assert lines[0].length_px > 150
+
+
+def test_tiny_masks_are_dropped():
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[50:53, 50:53] = True
+    lines, _ = _run([prob_map(mask, blur=0.1)])
+    assert lines == ()
+
+
+def test_longest_path_ignores_a_spur():
+    mask = line_mask(SHAPE, curve(20, 80, 180, 80)) | line_mask(SHAPE, curve(100, 80, 100, 95))
+    rc = skeleton_path(mask)
+    assert np.ptp(rc[:, 1]) > 150
+    assert np.ptp(rc[:, 0]) < 4
+
+
+def test_curvature_of_an_arc_is_one_over_its_radius():
+    radius = 60.0
+    t = np.linspace(0.3, 2.8, 500)
+    arc = np.stack([100 + radius * np.cos(t), 140 - radius * np.sin(t)], axis=1)
+    lines, _ = _run([prob_map(line_mask(SHAPE, arc))])
+    assert len(lines) == 1
+    assert lines[0].curvature == pytest.approx(1 / radius, rel=0.15)
