@@ -40,6 +40,19 @@ def polyline_length(points: np.ndarray) -> float:
     return float(np.hypot(*np.diff(points, axis=0).T).sum()) if len(points) > 1 else 0.0
 
 
+def _extend(pts: np.ndarray, ext: float) -> np.ndarray:
+    """Prolong both ends along their tangents so the blurred profile does not fade before the end point."""
+    if len(pts) < 2 or ext <= 0:
+        return pts
+    k = max(int(np.ceil(ext / 0.5)), 1)
+    steps = (np.arange(k, 0, -1) * (ext / k))[:, None]
+    t0 = pts[0] - pts[1]
+    t1 = pts[-1] - pts[-2]
+    t0 = t0 / max(np.hypot(*t0), 1e-9)
+    t1 = t1 / max(np.hypot(*t1), 1e-9)
+    return np.concatenate([pts[0] + steps * t0, pts, pts[-1] + steps[::-1] * t1])
+
+
 def _splat(pts: np.ndarray, weights: np.ndarray, x0: int, y0: int, h: int, w: int) -> np.ndarray:
     x = pts[:, 0] - x0
     y = pts[:, 1] - y0
@@ -74,10 +87,10 @@ def rasterize_line(
     The mask holds the pixels within max(thickness / 2, ``min_half_width``) px of the line.
     """
     h_img, w_img = shape
-    pts = resample(points, 0.5)
     sigma = thickness / 2.3548
     sig_blur = float(np.sqrt(max(sigma * sigma - _SPLAT_VAR, 0.0)))
     sig_eff2 = sig_blur * sig_blur + _SPLAT_VAR
+    pts = _extend(resample(points, 0.5), 1.2 * np.sqrt(sig_eff2))
     sig_wide = 2.0 * np.sqrt(sig_eff2) + 0.5
     pad = int(np.ceil(3.0 * (sig_wide if fringe > 0 else np.sqrt(sig_eff2)))) + 2
     x0 = max(int(np.floor(pts[:, 0].min())) - pad, 0)

@@ -461,7 +461,7 @@ def truth(drawn: list[DrawnLine], shape: tuple[int, int]) -> tuple[np.ndarray, n
     h, w = shape
     masks = np.zeros((len(drawn), h, w), dtype=bool)
     labels = np.zeros((h, w), dtype=np.uint8)
-    best = np.zeros((h, w), dtype=np.float32)
+    best = np.full((h, w), -np.inf, dtype=np.float32)
     for i, d in enumerate(drawn):
         r = d.raster
         sl = (slice(r.y0, r.y0 + r.mask.shape[0]), slice(r.x0, r.x0 + r.mask.shape[1]))

@@ -1,0 +1,239 @@
+"""Synthetic still images: contract, reproducibility, geometry of the truth and parameter errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dislotrack.runtime.synth import (
+    MAX_LINES,
+    SynthConfig,
+    generate,
+    iter_samples,
+    list_presets,
+    load_preset,
+    regenerate,
+)
+from dislotrack.runtime.synth.perlin import perlin
+from dislotrack.runtime.synth.scene import clip_to_view
+
+SIZE = (160, 192)
+SEEDS = range(12)
+
+
+def _dist_to_line(pt: np.ndarray, line: list[float]) -> float:
+    """Distance from a point to the infinite line (x0, y0, dx, dy) with a unit direction."""
+    x0, y0, dx, dy = line
+    return abs((pt[0] - x0) * dy - (pt[1] - y0) * dx)
+
+
+def _on_border(pt: np.ndarray, shape: tuple[int, int], tol: float = 1e-6) -> bool:
+    h, w = shape
+    return min(pt[0], pt[1], w - 1 - pt[0], h - 1 - pt[1]) <= tol
+
+
+@pytest.mark.parametrize("preset", ["m1", "m2"])
+def test_presets_are_shipped_data(preset: str) -> None:
+    assert preset in list_presets()
+    cfg = load_preset(preset)
+    assert cfg.name == preset
+    assert SynthConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("preset", ["m1", "m2"])
+def test_sample_contract(preset: str) -> None:
+    for seed in SEEDS:
+        s = generate(preset, seed=seed, size=SIZE)
+        assert s.image.dtype == np.float32 and s.image.shape == SIZE
+        assert 0.0 <= s.image.min() and s.image.max() <= 1.0
+        n = len(s.lines)
+        assert s.masks.dtype == bool and s.masks.shape == (n, *SIZE)
+        assert n <= MAX_LINES and n == s.params["n_lines"]
+        assert s.labels.dtype == np.uint8 and s.labels.max() <= n
+        for i, m in enumerate(s.masks):
+            assert m.any(), f"seed {seed}: mask {i} is empty"
+            # labels only mark pixels of the line's own mask, and every line keeps some labelled pixels
+            assert np.all(m[s.labels == i + 1])
+        assert np.array_equal(s.labels > 0, s.masks.any(axis=0))
+        json.dumps(s.params)
+
+
+def test_default_size_and_m2_counts() -> None:
+    s = generate("m2", seed=3)
+    assert s.image.shape == (512, 512)
+    counts = [len(generate("m2", seed=k, size=(256, 256)).lines) for k in range(15)]
+    assert max(counts) > 4, "m2 should produce several pile-ups' worth of lines"
+
+
+@pytest.mark.parametrize("preset", ["m1", "m2"])
+def test_regenerate_is_bit_identical(preset: str, tmp_path) -> None:
+    s = generate(preset, seed=11, size=SIZE, dots=(5, 10))
+    path = tmp_path / "sample.json"
+    path.write_text(json.dumps(s.params))
+    for again in (regenerate(json.loads(path.read_text())), regenerate(path), regenerate(str(path))):
+        assert again.image.tobytes() == s.image.tobytes()
+        assert again.masks.tobytes() == s.masks.tobytes()
+        assert again.labels.tobytes() == s.labels.tobytes()
+        assert all(np.array_equal(a, b) for a, b in zip(again.lines, s.lines, strict=True))
+        assert again.params == json.loads(json.dumps(s.params))
+
+
+def test_regenerate_uses_the_recorded_config_not_the_preset_file() -> None:
+    s = generate("m2", seed=2, size=SIZE, lines=(1, 1), n=(2, 2))
+    assert s.params["config"]["pileups"]["lines"] == [1, 1]
+    assert np.array_equal(regenerate(s.params).image, s.image)
+
+
+def test_iter_samples_is_endless_and_deterministic() -> None:
+    a = [x.image for x in itertools.islice(iter_samples("m2", seed=5, size=SIZE), 3)]
+    b = [x.image for x in itertools.islice(iter_samples("m2", seed=5, size=SIZE), 3)]
+    c = next(iter_samples("m2", seed=6, size=SIZE)).image
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], a[1]) and not np.array_equal(a[0], c)
+    first = next(iter_samples("m2", seed=5, size=SIZE))
+    assert np.array_equal(regenerate(first.params).image, a[0])
+
+
+@pytest.mark.parametrize("preset", ["m1", "m2"])
+def test_dislocations_start_and_end_on_their_slip_traces(preset: str) -> None:
+    n_clipped = n_full = 0
+    for seed in range(25):
+        s = generate(preset, seed=seed, size=SIZE)
+        for pts, info in zip(s.lines, s.params["sampled"]["lines"], strict=True):
+            first, last = pts[0], pts[-1]
+            on_a = _dist_to_line(first, info["trace_a"]) < 1e-6
+            on_b = _dist_to_line(last, info["trace_b"]) < 1e-6
+            # A line leaving the field of view is cut exactly at the border.
+            assert on_a or _on_border(first, SIZE), (seed, first)
+            assert on_b or _on_border(last, SIZE), (seed, last)
+            assert np.all(pts >= 0) and np.all(pts[:, 0] <= SIZE[1] - 1) and np.all(pts[:, 1] <= SIZE[0] - 1)
+            if on_a and on_b:
+                n_full += 1
+            else:
+                n_clipped += 1
+    assert n_full > 0 and n_clipped > 0, "the check must see whole and clipped lines"
+
+
+def test_masks_follow_their_lines() -> None:
+    for seed in range(6):
+        s = generate("m2", seed=seed, size=SIZE)
+        for pts, mask, info in zip(s.lines, s.masks, s.params["sampled"]["lines"], strict=True):
+            ij = np.clip(np.round(pts[:, ::-1]).astype(int), 0, np.array(SIZE) - 1)
+            assert mask[ij[:, 0], ij[:, 1]].mean() > 0.95
+            seed_img = np.ones(SIZE, dtype=bool)
+            seed_img[ij[:, 0], ij[:, 1]] = False
+            dist = ndimage.distance_transform_edt(seed_img)
+            assert dist[mask].max() <= max(info["thickness"] / 2, 0.8) + 1.5
+
+
+def test_lines_are_darker_than_their_surroundings() -> None:
+    diffs = []
+    for seed in range(8):
+        s = generate("m1", seed=seed, size=SIZE)
+        for mask in s.masks:
+            ring = ndimage.binary_dilation(mask, iterations=4) & ~ndimage.binary_dilation(mask, iterations=2)
+            diffs.append(s.image[ring].mean() - s.image[mask].mean())
+    assert np.median(diffs) > 0.02
+
+
+def test_max_lines_and_nearly_touching_pairs() -> None:
+    s = generate("m2", seed=1, size=SIZE, max_lines=3, n=(4, 4), lines=(8, 8))
+    assert len(s.lines) <= 3
+    assert sum(len(p["lines"]) for p in s.params["sampled"]["pileups"]) == 3
+    s = generate("m1", seed=4, size=(256, 256), pair_prob=1.0, lines=(4, 4))
+    pos = np.asarray(s.params["sampled"]["pileups"][0]["positions"])
+    gaps = np.abs(np.diff(pos))
+    assert np.all((gaps >= 1.0) & (gaps <= 2.5))
+
+
+def test_overrides_by_section_and_by_name() -> None:
+    a = generate("m1", seed=0, size=SIZE, style={"thickness": (3.0, 3.0)})
+    b = generate("m1", seed=0, size=SIZE, style__thickness=(3.0, 3.0))
+    c = generate("m1", seed=0, size=SIZE, thickness=3.0)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.image, c.image)
+    assert all(info["thickness"] == 3.0 for info in a.params["sampled"]["lines"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": (-5, 64)}, "size"),
+        ({"size": (0, 0)}, "size"),
+        ({"size": "big"}, "size"),
+        ({"seed": -1}, "seed"),
+        ({"preset": "m9"}, "unknown preset"),
+        ({"lam1": (50.0, 10.0)}, "empty range"),
+        ({"lines": (5, 2)}, "empty range"),
+        ({"thickness": (-1.0, 2.0)}, "thickness"),
+        ({"slip_width": (-10.0, 20.0)}, "slip_width"),
+        ({"spacing": 0.0}, "spacing"),
+        ({"max_lines": 21}, "max_lines"),
+        ({"max_lines": -1}, "max_lines"),
+        ({"wp": (0.2, 1.5)}, "wp"),
+        ({"no_such_thing": 1}, "no_such_thing"),
+        ({"style": {"thickness": "thin"}}, "thickness"),
+    ],
+)
+def test_bad_parameters_give_one_clear_value_error(kwargs: dict, message: str) -> None:
+    kwargs = dict(kwargs)
+    preset = kwargs.pop("preset", "m2")
+    with pytest.raises(ValueError, match="invalid synth parameters") as info:
+        generate(preset, **kwargs)
+    assert message in str(info.value)
+
+
+def test_regenerate_rejects_foreign_records(tmp_path) -> None:
+    with pytest.raises(ValueError, match="invalid synth parameters"):
+        regenerate({"hello": 1})
+    with pytest.raises(ValueError, match="invalid synth parameters"):
+        regenerate(tmp_path / "missing.json")
+
+
+def _perlin_reference(shape: tuple[int, int], lam: float, rng: np.random.Generator) -> np.ndarray:
+    """Textbook per-pixel Perlin noise drawing the same random numbers as the vectorised version."""
+    h, w = shape
+    ox, oy = rng.uniform(0.0, lam, size=2)
+    ny, nx = int((h - 1 + oy) // lam) + 2, int((w - 1 + ox) // lam) + 2
+    theta = rng.uniform(0.0, 2.0 * np.pi, size=(ny, nx))
+
+    def fade(t: float) -> float:
+        return t * t * t * (t * (t * 6 - 15) + 10)
+
+    out = np.zeros(shape)
+    for y in range(h):
+        for x in range(w):
+            tx, ty = (x + ox) / lam, (y + oy) / lam
+            j, i = int(np.floor(tx)), int(np.floor(ty))
+            fx, fy = tx - j, ty - i
+            v = 0.0
+            for di in (0, 1):
+                for dj in (0, 1):
+                    g = theta[i + di, j + dj]
+                    dot = np.cos(g) * (fx - dj) + np.sin(g) * (fy - di)
+                    wx = fade(fx) if dj else 1 - fade(fx)
+                    wy = fade(fy) if di else 1 - fade(fy)
+                    v += wx * wy * dot
+            out[y, x] = v
+    return out
+
+
+@pytest.mark.parametrize("lam", [3.0, 7.5, 20.0])
+def test_vectorised_perlin_matches_the_textbook_definition(lam: float) -> None:
+    fast = perlin((23, 31), lam, np.random.default_rng(9))
+    ref = _perlin_reference((23, 31), lam, np.random.default_rng(9))
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(fast, ref, atol=1e-5)
+    assert np.abs(ref).max() > 0.05
+
+
+def test_clip_to_view_cuts_at_the_border() -> None:
+    pts = np.column_stack([np.linspace(-20, 50, 71), np.linspace(5, 5, 71)])
+    out = clip_to_view(pts, (30, 40))
+    assert out[0, 0] == 0.0 and out[-1, 0] == 39.0 and np.all(out[:, 1] == 5.0)
+    assert clip_to_view(pts + [0, 100], (30, 40)) is None
+    inside = pts[25:40]
+    assert clip_to_view(inside, (30, 40)) is inside
