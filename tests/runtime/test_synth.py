@@ -234,6 +234,6 @@ def test_clip_to_view_cuts_at_the_border() -> None:
     pts = np.column_stack([np.linspace(-20, 50, 71), np.linspace(5, 5, 71)])
     out = clip_to_view(pts, (30, 40))
     assert out[0, 0] == 0.0 and out[-1, 0] == 39.0 and np.all(out[:, 1] == 5.0)
-    assert clip_to_view(pts + [0, 100], (30, 40)) is None
+    assert clip_to_view(pts + np.array([0.0, 100.0]), (30, 40)) is None
     inside = pts[25:40]
     assert clip_to_view(inside, (30, 40)) is inside
