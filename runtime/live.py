@@ -158,12 +158,14 @@ class LiveConfig:
     ``pace``: wait for each frame's timestamp (a recorded file standing in for a camera); off for
     real cameras, streams and followed files, which already deliver at camera speed.
     ``arrivals_kept``: how many arrival times are remembered for latency lookups (bounded memory).
-    ``join_timeout_s``: how long ``close`` waits for the reader thread.
+    ``grace_s``: how long ``close`` lets the reader finish its current frame before it closes the
+    source under it; ``join_timeout_s``: how long it then waits for the reader thread.
     """
 
     pace: bool = True
     speed: float = 1.0
     arrivals_kept: int = 4096
+    grace_s: float = 0.5
     join_timeout_s: float = 5.0
 
 
@@ -302,7 +304,15 @@ class LiveSource:
         self._stop.set()
         self._running.set()
         self._slot.close()
-        if self._started and self._thread is not threading.current_thread():
+        if not self._started or self._thread is threading.current_thread():
+            return
+        self._thread.join(min(self.config.grace_s, self.config.join_timeout_s))
+        if self._thread.is_alive():
+            # Blocked inside the source (waiting for a followed file to grow, or for the network):
+            # closing it from here is what interrupts such a wait.
+            source_close = getattr(self._source, "close", None)
+            if source_close is not None:
+                source_close()
             self._thread.join(self.config.join_timeout_s)
 
     @property

@@ -201,3 +201,28 @@ def test_rates_and_latency_summary():
     median, p95 = latency_summary([0.1] * 19 + [2.1])
     assert median == pytest.approx(0.1) and 0.1 < p95 < 2.1
     assert all(math.isnan(v) for v in latency_summary([]))
+
+
+class BlockingSource:
+    """Yields one frame, then blocks like a followed file that stopped growing, until closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        yield Frame(0, 0.0, IMAGE)
+        self.closed.wait()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_close_interrupts_a_source_blocked_waiting_for_data():
+    src = BlockingSource()
+    live = LiveSource(src, LiveConfig(pace=False, grace_s=0.05, join_timeout_s=2.0))
+    it = iter(live)
+    assert next(it).index == 0
+    t0 = time.monotonic()
+    live.close()
+    assert time.monotonic() - t0 < 1.5
+    assert not live.alive and src.closed.is_set()
