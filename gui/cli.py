@@ -25,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="inference device")
     p.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the model's)")
     p.add_argument("--follow", action="store_true", help="follow a file the camera software is still writing")
+    p.add_argument("--idle-timeout", type=float, default=10.0, metavar="S",
+                   help="with --follow: end when the file has not grown for S seconds")
+    p.add_argument("--frame-interval", type=float, default=None, metavar="S",
+                   help="seconds between frames of a TIFF stack or image folder (they carry no clock)")
     p.add_argument("--record", type=Path, default=None, metavar="DIR",
                    help="record results to DIR from the start (same outputs as dislotrack process)")
     p.add_argument("--speed", type=float, default=1.0,
@@ -50,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         threshold=args.threshold,
         follow=args.follow,
+        follow_idle_s=args.idle_timeout,
+        frame_interval_s=args.frame_interval,
         record_dir=args.record,
         pace=args.pace,
         speed=args.speed,

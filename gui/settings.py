@@ -25,8 +25,10 @@ class LiveSettings:
     """One live session: what to read, which model, and how the window refreshes.
 
     ``pace``: None decides from the source (see ``is_recorded_file``); ``speed`` scales the pacing
-    of recorded files. ``refresh_hz``: redraws per second of the coalescing timer (the newest
-    result only). ``history_points``: spacing points kept per pair.
+    of recorded files. ``follow_idle_s``: a followed file that has not grown (or has vanished) for
+    this long ends the session. ``frame_interval_s``: clock of image stacks, which have none.
+    ``refresh_hz``: redraws per second of the coalescing timer (the newest result only).
+    ``history_points``: spacing points kept per pair.
     """
 
     source: str
@@ -34,6 +36,8 @@ class LiveSettings:
     device: str = "auto"
     threshold: float | None = None
     follow: bool = False
+    follow_idle_s: float = 10.0
+    frame_interval_s: float | None = None
     record_dir: Path | None = None
     pace: bool | None = None
     speed: float = 1.0
@@ -47,6 +51,8 @@ class LiveSettings:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         if not self.speed > 0:
             raise ValueError(f"speed must be > 0, got {self.speed}")
+        if not self.follow_idle_s > 0:
+            raise ValueError(f"follow idle timeout must be > 0, got {self.follow_idle_s}")
         if not self.refresh_hz > 0 or not self.stats_hz > 0:
             raise ValueError("refresh and statistics rates must be > 0")
 

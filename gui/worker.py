@@ -138,7 +138,7 @@ class PipelineWorker(QObject):
             self.finished.emit(outcome, message)
 
     def _run(self) -> tuple[str, str]:
-        from dislotrack.runtime.sources import open_source
+        from dislotrack.runtime.sources import FollowConfig, open_source
 
         s = self.settings
         if s.record_dir is not None:
@@ -147,7 +147,12 @@ class PipelineWorker(QObject):
             except (OSError, ValueError) as exc:
                 return Outcome.FAILED, f"Cannot record to {s.record_dir}: {exc}"
         try:
-            source = open_source(s.source, follow=s.follow)
+            source = open_source(
+                s.source,
+                follow=s.follow,
+                frame_interval_s=s.frame_interval_s,
+                follow_config=FollowConfig(idle_timeout_s=s.follow_idle_s),
+            )
         except Exception as exc:
             return Outcome.OPEN_FAILED, f"Cannot open source {s.source}: {exc}"
         live = LiveSource(source, LiveConfig(pace=s.paced, speed=s.speed))
