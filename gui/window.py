@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtGui import QAction, QCloseEvent, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -43,6 +43,9 @@ BANNER_STYLES = {
     "info": "background:#17324d; color:#d8ecff; padding:6px; font-weight:bold;",
     "error": "background:#5c1a1a; color:#ffe1e1; padding:6px; font-weight:bold;",
 }
+LABEL_FONT = QFont()
+LABEL_FONT.setPointSize(11)
+LABEL_FONT.setBold(True)
 PIXEL_CENTRE = 0.5  # ImageItem pixel j spans [j, j + 1]; line points are in pixel-centre coordinates
 
 
@@ -59,6 +62,7 @@ class LineOverlay:
         while len(self._curves) < n:
             curve = pg.PlotCurveItem()
             label = pg.TextItem(anchor=(0.5, 1.0))
+            label.setFont(LABEL_FONT)
             curve.setZValue(10)
             label.setZValue(11)
             self._view.addItem(curve)
@@ -187,14 +191,21 @@ class LiveWindow(QMainWindow):
         self.plot_widget.setLabel("left", "spacing", units="px")
         self.plot_widget.showGrid(x=True, y=True, alpha=0.3)
         self.plot_widget.addLegend(offset=(-10, 10))
-        self.plot_title = "Spacing of neighbouring dislocations"
-        self.plot_widget.setTitle(self.plot_title)
+        self.plot_widget.setTitle("Spacing of neighbouring dislocations")
+        self.pileup_label = QLabel("Pile-up: waiting for dislocations; click one to choose its pile-up.")
+        self.pileup_label.setWordWrap(True)
+        right = QWidget(self)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.pileup_label)
+        right_layout.addWidget(self.plot_widget, 1)
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.image_widget)
-        splitter.addWidget(self.plot_widget)
+        splitter.addWidget(right)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        splitter.setSizes([600, 400])  # proportions; the splitter scales them to the window
         central = QWidget(self)
         layout = QVBoxLayout(central)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -203,7 +214,8 @@ class LiveWindow(QMainWindow):
         self.setCentralWidget(central)
 
     def _build_status(self) -> None:
-        self.source_label = QLabel(f"source: {self.settings.source}")
+        self.source_label = QLabel(f"source: {Path(self.settings.source).name or self.settings.source}")
+        self.source_label.setToolTip(self.settings.source)
         self.rates_label = QLabel("in — / processed — / dropped — frame/s")
         self.provider_label = QLabel("provider: —")
         self.latency_label = QLabel("latency: —")
@@ -295,9 +307,7 @@ class LiveWindow(QMainWindow):
                 curve.setClipToView(True)
                 self._curves[pair] = curve
             curve.setData(t, d)
-        who = "clicked" if self.anchor_track in group else "largest"
-        ids = ", ".join(map(str, sorted(group))) or "none"
-        self.plot_widget.setTitle(f"{self.plot_title} — {who} pile-up: tracks {ids}")
+        self.pileup_label.setText(pileup_caption(group, self.anchor_track))
         self.plot_refreshes += 1
 
     def plotted_pairs(self) -> dict[tuple[int, int], int]:
@@ -412,7 +422,12 @@ class LiveWindow(QMainWindow):
 
     def _on_finished(self, outcome: str, message: str) -> None:
         self.outcome = outcome
-        self._update_status()
+        self._stats_timer.stop()
+        stats = self.worker.stats()
+        if stats is not None:
+            self.rates_label.setText(
+                f"{outcome}: {stats.frames_in} in / {stats.processed} processed / {stats.dropped} dropped"
+            )
         if outcome == Outcome.STOPPED:
             return
         if self.recording_dir is not None:
@@ -431,6 +446,15 @@ class LiveWindow(QMainWindow):
         if self.latencies_s:
             median, p95 = latency_summary(self.latencies_s)
             self.latency_label.setText(f"latency {median * 1000:.0f} ms (p95 {p95 * 1000:.0f})")
+
+
+def pileup_caption(group: frozenset[int], anchor: int | None) -> str:
+    """One line telling which pile-up the plot shows and how to choose another."""
+    if not group:
+        return "Pile-up: no neighbouring dislocations in this frame."
+    ids = ", ".join(map(str, sorted(group)))
+    how = f"of dislocation {anchor}" if anchor in group else "largest; click a dislocation to choose"
+    return f"Pile-up ({how}): dislocations {ids}"
 
 
 def provider_name(provider: str) -> str:
