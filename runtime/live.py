@@ -27,6 +27,8 @@ from dislotrack.runtime.results import Frame
 
 T = TypeVar("T")
 
+POLL_S = 0.05  # how often blocked waits look at stop/cancel/pause flags
+
 Clock = Callable[[], float]
 Wait = Callable[[float], object]
 
@@ -158,6 +160,9 @@ class LiveConfig:
     ``pace``: wait for each frame's timestamp (a recorded file standing in for a camera); off for
     real cameras, streams and followed files, which already deliver at camera speed.
     ``arrivals_kept``: how many arrival times are remembered for latency lookups (bounded memory).
+    ``max_in_flight``: frames handed out whose result has not come back (``mark_processed``) before
+    the next one is held back; a pipeline with queues between its stages would otherwise fill them
+    with frames that are stale by the time they are processed. None: no limit.
     ``grace_s``: how long ``close`` lets the reader finish its current frame before it closes the
     source under it; ``join_timeout_s``: how long it then waits for the reader thread.
     """
@@ -165,6 +170,7 @@ class LiveConfig:
     pace: bool = True
     speed: float = 1.0
     arrivals_kept: int = 4096
+    max_in_flight: int | None = None
     grace_s: float = 0.5
     join_timeout_s: float = 5.0
 
@@ -172,9 +178,10 @@ class LiveConfig:
 class LiveSource:
     """A frame source read on its own thread at camera speed; iterating yields the newest frame.
 
-    Iterate it (possibly several times in turn, e.g. to restart a pipeline with a new threshold);
-    call ``mark_processed(index)`` when a frame's result is used, to count it and get its arrival
-    time; ``close()`` stops the reader thread and closes the wrapped source.
+    Iterate it, or ``frames(cancel)`` to be able to end one consumer and start another (a pipeline
+    restarted with a new threshold); call ``mark_processed(index)`` when a frame's result is used,
+    to count it, free its in-flight place and get its arrival time; ``close()`` stops the reader
+    thread and closes the wrapped source.
     """
 
     def __init__(
@@ -192,6 +199,8 @@ class LiveSource:
         self._running = threading.Event()
         self._running.set()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._in_flight = 0
         self._arrivals: OrderedDict[int, float] = OrderedDict()
         self._frames_in = self._delivered = self._processed = 0
         self._discarded = 0
@@ -245,15 +254,19 @@ class LiveSource:
 
     # -- consumer side ----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
-        self.start()
-        return self._consume()
+        return self.frames()
 
-    def _consume(self) -> Iterator[Frame]:
-        while not self._stop.is_set():
-            if not self._running.wait(0.1):
+    def frames(self, cancel: threading.Event | None = None) -> Iterator[Frame]:
+        """The newest frames until the source ends, ``close()``, or ``cancel`` is set."""
+        self.start()
+        return self._consume(cancel or threading.Event())
+
+    def _consume(self, cancel: threading.Event) -> Iterator[Frame]:
+        while not (self._stop.is_set() or cancel.is_set()):
+            if not self._running.wait(POLL_S) or not self._wait_for_room(POLL_S):
                 continue
             try:
-                frame = self._slot.take(timeout=0.1)
+                frame = self._slot.take(timeout=POLL_S)
             except SlotClosed:
                 return
             if frame is None:
@@ -264,13 +277,29 @@ class LiveSource:
                 continue
             with self._lock:
                 self._delivered += 1
+                self._in_flight += 1
             yield frame
+
+    def _wait_for_room(self, timeout: float) -> bool:
+        limit = self.config.max_in_flight
+        if limit is None:
+            return True
+        with self._room:
+            return self._room.wait_for(lambda: self._in_flight < limit, timeout)
 
     def mark_processed(self, index: int) -> float | None:
         """Count frame ``index`` as processed; its arrival time on ``clock`` (None if forgotten)."""
-        with self._lock:
+        with self._room:
             self._processed += 1
+            self._in_flight = max(0, self._in_flight - 1)
+            self._room.notify_all()
             return self._arrivals.pop(index, None)
+
+    def reset_in_flight(self) -> None:
+        """Forget frames handed to a consumer that was ended (their results will never come back)."""
+        with self._room:
+            self._in_flight = 0
+            self._room.notify_all()
 
     def pause(self) -> None:
         """Stop handing out frames; the reader keeps reading, so frames meanwhile count as dropped."""

@@ -226,3 +226,35 @@ def test_close_interrupts_a_source_blocked_waiting_for_data():
     live.close()
     assert time.monotonic() - t0 < 1.5
     assert not live.alive and src.closed.is_set()
+
+
+def test_in_flight_limit_holds_frames_back_until_results_return():
+    """A consumer that prefetches (like a pipeline with queues) only ever holds the allowed frames."""
+    src = ClosableSource(fps=200.0)
+    live = LiveSource(src, LiveConfig(pace=False, max_in_flight=2))
+    it = live.frames()
+    first, second = next(it), next(it)
+    got: list[Frame] = []
+    taker = threading.Thread(target=lambda: got.append(next(it)))
+    taker.start()
+    time.sleep(0.3)
+    assert got == []  # two frames out, none back: the third is held back
+    assert live.stats().delivered == 2
+    live.mark_processed(first.index)
+    taker.join(2.0)
+    assert len(got) == 1 and got[0].index > second.index + 10  # the newest frame, not the next one
+    live.close()
+
+
+def test_cancel_ends_one_consumer_and_a_new_one_continues():
+    src = ClosableSource(fps=200.0)
+    live = LiveSource(src, LiveConfig(pace=False, max_in_flight=1))
+    cancel = threading.Event()
+    old = live.frames(cancel)
+    last = next(old)
+    cancel.set()
+    assert list(old) == []
+    live.reset_in_flight()  # the old consumer's frame will never be marked processed
+    new = live.frames()
+    assert next(new).index > last.index
+    live.close()
