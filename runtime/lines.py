@@ -116,11 +116,11 @@ def find_candidates(probs: np.ndarray, threshold: float, config: LineConfig) -> 
         if np.count_nonzero(crop) < config.min_pixels:
             continue
         for cand in mask_candidates(probs[c, y0:y1, x0:x1], crop, int(c), config):
-            out.append(_shift(cand, y0, x0))
+            out.append(shift_candidate(cand, y0, x0))
     return out
 
 
-def _shift(c: Candidate, dy: int, dx: int) -> Candidate:
+def shift_candidate(c: Candidate, dy: int, dx: int) -> Candidate:
     return Candidate(c.mask, c.y0 + dy, c.x0 + dx, c.n_pixels, c.mean_prob, c.channel, c.connected)
 
 
@@ -294,12 +294,10 @@ def paint_labels(shape: tuple[int, int], cands: Sequence[Candidate]) -> np.ndarr
     return labels
 
 
-def extract_lines(
-    probs: np.ndarray, threshold: float, config: LineConfig | None = None, with_labels: bool = True
+def lines_from_candidates(
+    kept: Sequence[Candidate], shape: tuple[int, int], config: LineConfig, with_labels: bool = True
 ) -> tuple[tuple[Line, ...], np.ndarray | None]:
-    """(N, H, W) probabilities of one frame -> its dislocation lines (and their label image)."""
-    config = config or LineConfig()
-    kept = deduplicate(find_candidates(probs, threshold, config), config)
+    """Centrelines of deduplicated candidates, fragments of longer lines dropped, plus label image."""
     pairs = [(c, candidate_line(c, config)) for c in kept]
     pairs = [(c, line) for c, line in pairs if line is not None]
     pairs = [
@@ -308,5 +306,14 @@ def extract_lines(
         if not any(is_fragment(line, other, config.fragment_px) for _, other in pairs)
     ]
     lines = tuple(line for _, line in pairs)
-    labels = paint_labels(probs.shape[1:], [c for c, _ in pairs]) if with_labels else None
+    labels = paint_labels(shape, [c for c, _ in pairs]) if with_labels else None
     return lines, labels
+
+
+def extract_lines(
+    probs: np.ndarray, threshold: float, config: LineConfig | None = None, with_labels: bool = True
+) -> tuple[tuple[Line, ...], np.ndarray | None]:
+    """(N, H, W) probabilities of one frame -> its dislocation lines (and their label image)."""
+    config = config or LineConfig()
+    kept = deduplicate(find_candidates(probs, threshold, config), config)
+    return lines_from_candidates(kept, probs.shape[1:], config, with_labels)

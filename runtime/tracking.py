@@ -1,0 +1,157 @@
+"""Persistent dislocation identities across frames (trackpy-style streaming linker + batch wrapper).
+
+Cost of continuing a track with a line = mean closest-point distance between their 50-point lines
+(symmetric); one optimal assignment per frame (``linear_sum_assignment``) with a gate; a track that
+finds no line may be continued up to ``max_gap`` frames later (gap closing: a detection missed in one
+frame must not split a track); unmatched lines start tracks, tracks missing too long end.
+Optional drift compensation: the whole image's shift between frames (phase correlation) is added to
+every track's predicted position before matching, so stage drift is not mistaken for glide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from dislotrack.runtime.results import Line
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Linking settings; distances in pixels of the original frame."""
+
+    max_cost_px: float = 10.0  # gate: a line farther than this (mean distance) is not the same one
+    max_gap: int = 3  # frames a track may go undetected and still be continued
+    predict_velocity: bool = True  # extrapolate a track's last displacement to the next frame
+    velocity_smoothing: float = 0.5  # weight of the newest displacement in the velocity estimate
+    drift: bool = False  # compensate whole-image drift by phase correlation
+    drift_downsample: int = 2  # phase correlation on an image this many times smaller (speed)
+
+
+def mean_closest_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Symmetric mean closest-point distance between two (P, 2) point sets."""
+    d = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
+    return 0.5 * float(d.min(axis=1).mean() + d.min(axis=0).mean())
+
+
+def _bbox_gap(lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.ndarray) -> np.ndarray:
+    """Distance between axis-aligned boxes (pairwise), a lower bound of every closest-point distance."""
+    gap = np.maximum(lo_b[None] - hi_a[:, None], lo_a[:, None] - hi_b[None])
+    return np.linalg.norm(np.maximum(gap, 0.0), axis=2)
+
+
+def cost_matrix(tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate: float) -> np.ndarray:
+    """(T, L) mean closest-point distances; pairs whose boxes are farther apart than the gate are inf."""
+    cost = np.full((len(tracks), len(lines)), np.inf)
+    if not len(tracks) or not len(lines):
+        return cost
+    t, ln = np.stack(tracks), np.stack(lines)
+    near = _bbox_gap(t.min(axis=1), t.max(axis=1), ln.min(axis=1), ln.max(axis=1)) <= gate
+    for i, j in zip(*np.nonzero(near), strict=True):
+        cost[i, j] = mean_closest_distance(t[i], ln[j])
+    return cost
+
+
+def assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
+    """Optimal one-to-one matches with cost within the gate."""
+    if cost.size == 0:
+        return []
+    finite = np.where(np.isfinite(cost), cost, gate * 1e3 + 1e6)
+    rows, cols = linear_sum_assignment(finite)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= gate]
+
+
+def estimate_drift(previous: np.ndarray, current: np.ndarray, downsample: int = 1) -> np.ndarray:
+    """(dx, dy) by which the image content moved from ``previous`` to ``current``."""
+    from skimage.registration import phase_cross_correlation
+
+    step = max(int(downsample), 1)
+    a = previous[::step, ::step].astype(np.float32)
+    b = current[::step, ::step].astype(np.float32)
+    shift, _, _ = phase_cross_correlation(a, b, normalization=None)
+    # shift registers ``current`` onto ``previous``; the content moved by its opposite.
+    return -np.array([shift[1], shift[0]], dtype=np.float64) * step
+
+
+@dataclass
+class Track:
+    """A live track: its last line, where it is expected next and how long it has been missing."""
+
+    track_id: int
+    points: np.ndarray  # last seen (or drift-corrected) (50, 2) points
+    last_frame: int
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    missed: int = 0
+
+    def predicted(self, frame: int, use_velocity: bool) -> np.ndarray:
+        steps = frame - self.last_frame
+        return self.points + (self.velocity * steps if use_velocity else 0.0)
+
+
+class Linker:
+    """Streaming linker: feed each frame's lines in order; get them back with persistent track IDs."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.tracks: list[Track] = []
+        self.next_id = 0
+        self._previous_image: np.ndarray | None = None
+        self.drift_xy = np.zeros(2)  # accumulated drift since the first frame
+
+    def _apply_drift(self, image: np.ndarray | None) -> None:
+        if not self.config.drift or image is None:
+            return
+        if self._previous_image is not None and self._previous_image.shape == image.shape:
+            shift = estimate_drift(self._previous_image, image, self.config.drift_downsample)
+            self.drift_xy = self.drift_xy + shift
+            for track in self.tracks:
+                track.points = track.points + shift
+        self._previous_image = image
+
+    def update(self, frame: int, lines: Sequence[Line], image: np.ndarray | None = None) -> tuple[Line, ...]:
+        """Link one frame's lines to the live tracks; returns the lines with their ``track_id`` set."""
+        cfg = self.config
+        self._apply_drift(image)
+        predicted = [t.predicted(frame, cfg.predict_velocity) for t in self.tracks]
+        points = [np.asarray(line.points, dtype=np.float64) for line in lines]
+        matches = assign(cost_matrix(predicted, points, cfg.max_cost_px), cfg.max_cost_px)
+        ids = [-1] * len(lines)
+        matched_tracks = set()
+        for ti, li in matches:
+            track = self.tracks[ti]
+            self._continue(track, frame, points[li])
+            ids[li] = track.track_id
+            matched_tracks.add(ti)
+        for ti, track in enumerate(self.tracks):
+            if ti not in matched_tracks:
+                track.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= cfg.max_gap]
+        for li, tid in enumerate(ids):
+            if tid < 0:
+                ids[li] = self._birth(frame, points[li])
+        return tuple(dataclasses.replace(line, track_id=tid) for line, tid in zip(lines, ids, strict=True))
+
+    def _continue(self, track: Track, frame: int, points: np.ndarray) -> None:
+        steps = max(frame - track.last_frame, 1)
+        moved = (points.mean(axis=0) - track.points.mean(axis=0)) / steps
+        w = self.config.velocity_smoothing
+        track.velocity = w * moved + (1 - w) * track.velocity
+        track.points, track.last_frame, track.missed = points, frame, 0
+
+    def _birth(self, frame: int, points: np.ndarray) -> int:
+        track = Track(self.next_id, points, frame)
+        self.next_id += 1
+        self.tracks.append(track)
+        return track.track_id
+
+
+def link(
+    frames: Iterable[tuple[int, Sequence[Line]]], config: TrackerConfig | None = None
+) -> list[tuple[Line, ...]]:
+    """Batch wrapper: (frame index, lines) pairs in order -> the same lines with track IDs."""
+    linker = Linker(config)
+    return [linker.update(frame, lines) for frame, lines in frames]
