@@ -15,6 +15,15 @@ from dislotrack.runtime.synth.config import (
     load_preset,
 )
 from dislotrack.runtime.synth.generator import SynthSample, generate, iter_samples, regenerate
+from dislotrack.runtime.synth.video import (
+    VideoConfig,
+    VideoFrameTruth,
+    VideoPaths,
+    clean_pileup,
+    iter_video,
+    read_truth_lines,
+    write_video,
+)
 
 __all__ = [
     "MAX_LINES",
@@ -24,9 +33,16 @@ __all__ = [
     "PileupConfig",
     "SynthConfig",
     "SynthSample",
+    "VideoConfig",
+    "VideoFrameTruth",
+    "VideoPaths",
+    "clean_pileup",
     "generate",
     "iter_samples",
+    "iter_video",
     "list_presets",
     "load_preset",
+    "read_truth_lines",
     "regenerate",
+    "write_video",
 ]

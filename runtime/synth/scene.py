@@ -27,7 +27,7 @@ from dislotrack.runtime.synth.render import (
     resample,
 )
 
-STREAMS = ("background", "geometry", "style", "distractors", "noise", "patches")
+STREAMS = ("background", "geometry", "style", "distractors", "noise", "patches", "motion")
 
 
 def streams(seed: int | list[int]) -> dict[str, np.random.Generator]:
@@ -174,7 +174,9 @@ def sample_pileups(
         pos = np.concatenate([[0.0], np.cumsum(spacings)])
         direction = 1.0 if rng.random() < 0.5 else -1.0
         pos = direction * (pos - pos.mean()) + float(rng.uniform(-0.15, 0.15)) * min(h, w)
-        sup_u = np.sort(rng.uniform(0.15, 0.85, size=n_sup)) if shape_uv is None else None
+        # Interior support points about evenly spread along the chord, so the spline cannot zigzag.
+        sup_u = (np.arange(1, n_sup + 1) + rng.uniform(-0.25, 0.25, size=n_sup)) / (n_sup + 1)
+        sup_u = None if shape_uv is not None else sup_u
         noise = _u(rng, pc.point_noise) * width
         lines = []
         for _j in range(k):
