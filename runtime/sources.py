@@ -131,9 +131,11 @@ class VideoSource(FrameSource):
         options: dict[str, str] | None = None,
         follow: FollowConfig | None = None,
         live: bool = False,
+        strict: bool = True,
     ) -> None:
         super().__init__(spec)
         self.av_format, self.options, self.follow, self.live = av_format, options or {}, follow, live
+        self.strict = strict
         self._lock = threading.Lock()
         self._iterating = False
         self._container = self._open_with_retry() if follow else self._open()
@@ -156,6 +158,9 @@ class VideoSource(FrameSource):
             container.close()
             raise RuntimeError(f"{self.spec}: unsupported video codec")
         stream.thread_type = "AUTO"
+        if self.strict:
+            # Make the decoder report a damaged bitstream instead of silently concealing it.
+            stream.codec_context.options = {"err_detect": "explode"}
         return container
 
     def _open_with_retry(self) -> Any:
@@ -203,6 +208,7 @@ class VideoSource(FrameSource):
                     yield Frame(index, frame_time(*frame[1:]), frame[0])
                     index, last_pts = index + 1, frame[1]
                 if not self.follow or not self._wait_for_growth():
+                    self._check_complete(index)
                     return
         finally:
             self._iterating = False
@@ -223,7 +229,17 @@ class VideoSource(FrameSource):
                 n += 1
                 yield frame_to_grey(frame), frame.pts, stream.time_base, stream.start_time
         except av.FFmpegError as exc:
-            raise RuntimeError(f"{self.spec}: decoding failed after {n} frames: {exc}") from None
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise RuntimeError(f"{self.spec}: corrupt video data after {n} good frames ({reason})") from None
+
+    def _check_complete(self, decoded: int) -> None:
+        """A file that ends well before the frame count its header declares is truncated."""
+        declared = self._info["frames"]
+        if self.strict and not self.live and declared and decoded < declared and not self.closed:
+            raise RuntimeError(
+                f"{self.spec}: truncated or damaged, it ended after {decoded} of the {declared} frames "
+                "its header declares"
+            )
 
     def _wait_for_growth(self) -> bool:
         """Poll the file until it grows (then reopen it) or stays the same for the idle timeout."""
