@@ -28,11 +28,12 @@ class LiveSettings:
     of recorded files. ``follow_idle_s``: a followed file that has not grown (or has vanished) for
     this long ends the session. ``frame_interval_s``: clock of image stacks, which have none.
     ``refresh_hz``: redraws per second of the coalescing timer (the newest result only).
-    ``history_points``: spacing points kept per pair.
+    ``history_points``: spacing points kept per pair. ``in_flight``: frames being processed at
+    once; 1 gives the lowest latency, 2 lets decoding/inference/post-processing overlap.
     """
 
     source: str
-    model: str | None = None
+    model: str | object | None = None  # ONNX path, None (shipped), or a ready model (has .predict)
     device: str = "auto"
     threshold: float | None = None
     follow: bool = False
@@ -41,6 +42,7 @@ class LiveSettings:
     record_dir: Path | None = None
     pace: bool | None = None
     speed: float = 1.0
+    in_flight: int = 1
     refresh_hz: float = 15.0
     stats_hz: float = 2.0
     history_points: int = 20_000
@@ -53,6 +55,8 @@ class LiveSettings:
             raise ValueError(f"speed must be > 0, got {self.speed}")
         if not self.follow_idle_s > 0:
             raise ValueError(f"follow idle timeout must be > 0, got {self.follow_idle_s}")
+        if self.in_flight < 1:
+            raise ValueError(f"in-flight frames must be >= 1, got {self.in_flight}")
         if not self.refresh_hz > 0 or not self.stats_hz > 0:
             raise ValueError("refresh and statistics rates must be > 0")
 

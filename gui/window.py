@@ -43,9 +43,6 @@ BANNER_STYLES = {
     "info": "background:#17324d; color:#d8ecff; padding:6px; font-weight:bold;",
     "error": "background:#5c1a1a; color:#ffe1e1; padding:6px; font-weight:bold;",
 }
-LABEL_FONT = QFont()
-LABEL_FONT.setPointSize(11)
-LABEL_FONT.setBold(True)
 PIXEL_CENTRE = 0.5  # ImageItem pixel j spans [j, j + 1]; line points are in pixel-centre coordinates
 
 
@@ -57,12 +54,15 @@ class LineOverlay:
         self._curves: list[pg.PlotCurveItem] = []
         self._labels: list[pg.TextItem] = []
         self.visible_count = 0
+        self._font = QFont()
+        self._font.setPointSize(11)
+        self._font.setBold(True)
 
     def _grow(self, n: int) -> None:
         while len(self._curves) < n:
             curve = pg.PlotCurveItem()
             label = pg.TextItem(anchor=(0.5, 1.0))
-            label.setFont(LABEL_FONT)
+            label.setFont(self._font)
             curve.setZValue(10)
             label.setZValue(11)
             self._view.addItem(curve)
@@ -217,10 +217,13 @@ class LiveWindow(QMainWindow):
         self.source_label = QLabel(f"source: {Path(self.settings.source).name or self.settings.source}")
         self.source_label.setToolTip(self.settings.source)
         self.rates_label = QLabel("in — / processed — / dropped — frame/s")
+        self.model_label = QLabel("model: loading…")
         self.provider_label = QLabel("provider: —")
         self.latency_label = QLabel("latency: —")
         bar = self.statusBar()
-        for label in (self.source_label, self.rates_label, self.provider_label, self.latency_label):
+        for label in (self.source_label, self.model_label, self.rates_label):
+            bar.addPermanentWidget(label)
+        for label in (self.provider_label, self.latency_label):
             bar.addPermanentWidget(label)
 
     def _connect_worker(self) -> None:
@@ -228,6 +231,7 @@ class LiveWindow(QMainWindow):
         self.worker.restarted.connect(self._on_restarted)
         self.worker.recording.connect(self._on_recording)
         self.worker.finished.connect(self._on_finished)
+        self.worker.modelLoaded.connect(self._on_model_loaded)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -253,11 +257,14 @@ class LiveWindow(QMainWindow):
         self.history.add(live.result)
         self._dirty = True
 
-    def _on_restarted(self, generation: int, _why: str) -> None:
+    def _on_restarted(self, generation: int, problem: str) -> None:
         self.generation = generation
         self.history.clear()
         self.anchor_track = None
-        self.show_message("info", "New settings applied: tracking restarted, track ids start afresh.")
+        if problem:
+            self.show_message("error", problem)
+        else:
+            self.show_message("info", "New settings applied: tracking restarted, track ids start afresh.")
 
     def _refresh(self) -> None:
         """Timer tick: draw the newest result only (if any is new) and scroll the plot."""
@@ -322,6 +329,7 @@ class LiveWindow(QMainWindow):
             self.pause_action.setChecked(paused)  # re-enters through toggled
             return
         self.pause_action.setText("Resume" if paused else "Pause")
+        self._dirty = False  # a result that finished during the pause is stale: wait for a fresh one
         self.worker.set_paused(paused)
 
     def set_threshold(self, threshold: float) -> None:
@@ -409,6 +417,10 @@ class LiveWindow(QMainWindow):
         self.banner.setStyleSheet(BANNER_STYLES[level])
         self.banner.setText(text)
         self.banner.show()
+
+    def _on_model_loaded(self, name: str, provider: str) -> None:
+        self.model_label.setText(f"model: {name}")
+        self.provider_label.setText(f"provider: {provider_name(provider)}")
 
     def _on_recording(self, folder: str) -> None:
         if folder:

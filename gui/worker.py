@@ -40,12 +40,22 @@ class Outcome:
     FAILED = "failed"
 
 
+def model_name(model: object) -> str:
+    """What the status bar calls the model: file name, "shipped default", or a ready model's class."""
+    if model is None:
+        return "shipped default"
+    if isinstance(model, (str, Path)):
+        return Path(model).name
+    return type(model).__name__
+
+
 class PipelineWorker(QObject):
     """Reads the source, runs ``iter_results`` and emits results; see the module docstring."""
 
     resultReady = Signal(object)  # LiveResult
-    restarted = Signal(int, str)  # generation, why (new threshold or model: track ids start afresh)
+    restarted = Signal(int, str)  # generation, a problem with the new settings ("" if none)
     recording = Signal(str)  # folder being written, "" when recording stopped
+    modelLoaded = Signal(str, str)  # model name, onnxruntime provider
     finished = Signal(str, str)  # Outcome, message for the user
 
     def __init__(self, settings: LiveSettings) -> None:
@@ -55,6 +65,8 @@ class PipelineWorker(QObject):
         self._stop = threading.Event()
         self._restart = threading.Event()
         self._live: LiveSource | None = None
+        self._cancel_feed = threading.Event()
+        self._record_lock = threading.Lock()
         self._recorder = None
         self._generation = 0
         self._frames_out = 0
@@ -86,31 +98,35 @@ class PipelineWorker(QObject):
     def set_threshold(self, threshold: float | None) -> None:
         self._reconfigure(threshold=threshold)
 
-    def set_model(self, model: str | None) -> None:
+    def set_model(self, model: str | object | None) -> None:
         self._reconfigure(model=model)
 
     def _reconfigure(self, **changes: object) -> None:
         with self._lock:
             self._settings = replace(self._settings, **changes)
+            cancel = self._cancel_feed
         self._restart.set()
+        cancel.set()  # the running pipeline sees its source end and winds down
 
     def start_recording(self, out_dir: Path) -> Path:
         """Write every following result to ``out_dir`` with the runtime's own writers."""
         from dislotrack.runtime.export import ResultWriter
 
         writer = ResultWriter(Path(out_dir), self._run_info())
-        with self._lock:
+        with self._record_lock:
             old, self._recorder = self._recorder, writer
-        if old is not None:
-            old.close()
+            if old is not None:
+                old.close()
         self.recording.emit(str(out_dir))
         return Path(out_dir)
 
     def stop_recording(self) -> None:
-        with self._lock:
+        """Close the recording; its files are complete on disk when this returns."""
+        with self._record_lock:
             old, self._recorder = self._recorder, None
+            if old is not None:
+                old.close()
         if old is not None:
-            old.close()
             self.recording.emit("")
 
     def request_stop(self) -> None:
@@ -155,54 +171,86 @@ class PipelineWorker(QObject):
             )
         except Exception as exc:
             return Outcome.OPEN_FAILED, f"Cannot open source {s.source}: {exc}"
-        live = LiveSource(source, LiveConfig(pace=s.paced, speed=s.speed))
+        live = LiveSource(source, LiveConfig(pace=s.paced, speed=s.speed, max_in_flight=s.in_flight))
         with self._lock:
             self._live = live
             paused = self._paused
         if paused:
             live.pause()
-        if self._stop.is_set():
-            return Outcome.STOPPED, "Stopped."
-        while True:
+        model, model_spec = None, None
+        while not self._stop.is_set():
+            s, problem = self.settings, ""
+            if model is None or s.model != model_spec:
+                try:
+                    model, model_spec = self._load_model(s), s.model
+                except Exception as exc:
+                    problem = f"Cannot load model {model_name(s.model)}: {exc}"
+                    if model is None:
+                        return Outcome.FAILED, problem
+                    problem += f" — still using {model_name(model_spec)}."
+                    self._reconfigure(model=model_spec)  # keep running with the model that works
+                    s = self.settings
             try:
-                self._process(live)
+                self._process(live, model, s, problem)
             except Exception as exc:
                 if live.error is not None:
-                    return Outcome.VANISHED, f"Source vanished after {self._frames_out} frames: {live.error}"
+                    return Outcome.VANISHED, self._vanished(live)
                 return Outcome.FAILED, f"Processing stopped: {exc}"
-            if self._stop.is_set():
-                return Outcome.STOPPED, "Stopped."
+            live.reset_in_flight()
             if self._restart.is_set():
                 continue
+            if self._stop.is_set():
+                break
             if live.error is not None:
-                return Outcome.VANISHED, f"Source vanished after {self._frames_out} frames: {live.error}"
+                return Outcome.VANISHED, self._vanished(live)
             return Outcome.ENDED, f"Source ended after {self._frames_out} processed frames."
+        return Outcome.STOPPED, "Stopped."
 
-    def _process(self, live: LiveSource) -> None:
+    def _vanished(self, live: LiveSource) -> str:
+        return f"Source vanished after {self._frames_out} processed frames: {live.error}"
+
+    def _load_model(self, s: LiveSettings):
+        """An onnxruntime session, loaded once and reused when only the threshold changes."""
+        from dislotrack.runtime.pipeline import resolve_model
+
+        model = resolve_model(s.model, s.device)
+        name = model_name(s.model)
+        self.modelLoaded.emit(name, getattr(model, "provider", ""))
+        return model
+
+    def _process(self, live: LiveSource, model, s: LiveSettings, problem: str = "") -> None:
         """One run of the results generator, until the source ends, a stop, or a new setting."""
-        from dislotrack.runtime.pipeline import iter_results
+        from dislotrack.runtime.pipeline import PipelineConfig, iter_results
 
         self._restart.clear()
-        s = self.settings
+        cancel = threading.Event()
         with self._lock:
             self._generation += 1
             generation = self._generation
+            self._cancel_feed = cancel
         if generation > 1:
-            self.restarted.emit(generation, "new settings")
-        results = iter_results(live, model=s.model, device=s.device, threshold=s.threshold, stop=self._stop)
+            self.restarted.emit(generation, problem)
+        # batch 1 and one-frame queues: in live mode a frame waiting in a queue is a frame grown stale
+        config = PipelineConfig(batch_size=1, queue_frames=1)
+        results = iter_results(
+            live.frames(cancel), model=model, threshold=s.threshold, stop=self._stop, config=config
+        )
         try:
             for result in results:
                 arrival = live.mark_processed(result.index)
                 self._frames_out += 1
-                with self._lock:
-                    recorder = self._recorder
-                if recorder is not None:
-                    recorder.write(result)
+                self._record(result)
                 self.resultReady.emit(LiveResult(result, arrival, generation))
                 if self._stop.is_set() or self._restart.is_set():
                     break
         finally:
+            cancel.set()
             results.close()
+
+    def _record(self, result: FrameResult) -> None:
+        with self._record_lock:
+            if self._recorder is not None:
+                self._recorder.write(result)
 
     def _close(self) -> None:
         """Close the source and any recording, so files on disk are complete whatever happened."""
