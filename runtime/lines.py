@@ -34,6 +34,7 @@ class LineConfig:
     threshold: float | None = None
     min_pixels: int = 20  # fewer pixels than this is noise, not a dislocation
     duplicate_dice_loss: float = 0.5  # below this two masks are one dislocation (the paper's rule)
+    prob_tolerance: float = 0.05  # duplicates closer than this in mean probability: keep the larger
     fragment_px: float = 3.0  # a line whose points all lie this close to a longer line is a fragment
     gap_px: int = 2  # pieces of one mask closer than ~2 * gap_px belong to the same line
     min_length_px: float = 8.0
@@ -140,16 +141,29 @@ def dice_loss(a: Candidate, b: Candidate) -> float:
     return 1.0 - 2.0 * overlap(a, b) / (a.n_pixels + b.n_pixels)
 
 
-def deduplicate(cands: Sequence[Candidate], config: LineConfig) -> list[Candidate]:
-    """Keep one candidate per dislocation, best first (connected, then higher mean probability).
+def better(a: Candidate, b: Candidate, prob_tolerance: float) -> bool:
+    """Is ``a`` the better of two duplicates: connected first, then higher mean probability.
 
-    The paper's rule: two masks whose Dice loss is below ``duplicate_dice_loss`` are one dislocation.
+    Mean probabilities within ``prob_tolerance`` count as equal and then the larger mask wins, so a
+    spare mask holding a confident fragment does not replace the whole line.
     """
+    if a.connected != b.connected:
+        return a.connected
+    if abs(a.mean_prob - b.mean_prob) > prob_tolerance:
+        return a.mean_prob > b.mean_prob
+    return a.n_pixels > b.n_pixels
+
+
+def deduplicate(cands: Sequence[Candidate], config: LineConfig) -> list[Candidate]:
+    """One candidate per dislocation; the paper's rule: Dice loss < 0.5 means the same dislocation."""
     order = sorted(cands, key=lambda c: (c.connected, c.mean_prob, c.n_pixels), reverse=True)
     kept: list[Candidate] = []
     for c in order:
-        if all(dice_loss(c, k) >= config.duplicate_dice_loss for k in kept):
+        dup = next((i for i, k in enumerate(kept) if dice_loss(c, k) < config.duplicate_dice_loss), None)
+        if dup is None:
             kept.append(c)
+        elif better(c, kept[dup], config.prob_tolerance):
+            kept[dup] = c
     return kept
 
 
