@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from dislotrack.runtime.results import Line
 from dislotrack.runtime.spacing import SpacingConfig, neighbour_pairs
@@ -115,3 +116,42 @@ def _compare_spacings(report, truth, lines, match, spacing) -> None:
             key = tuple(sorted((match[ti], match[tj])))
             if key in det_pairs:
                 report.spacing_errors_px.append(abs(det_pairs[key] - d_true))
+
+
+def truth_probabilities(
+    labels: np.ndarray,
+    ids: Sequence[int],
+    n_masks: int,
+    rng: np.random.Generator,
+    duplicate_prob: float = 0.3,
+    fragment_prob: float = 0.2,
+) -> np.ndarray:
+    """Model-like (n_masks, H, W) probabilities made from a true label image.
+
+    Each true line (pixels ``labels == id``, blurred) goes to a random channel; spare channels get,
+    as a trained model's spare masks do, weaker duplicates and fragments of lines. This tests and
+    times everything after the network without depending on a network's quality.
+    """
+    out = np.full((n_masks, *labels.shape), 0.02, dtype=np.float32)
+    channels = rng.permutation(n_masks)
+    k = 0
+    for i, tid in enumerate(ids):
+        if k >= n_masks:
+            break
+        spare = n_masks - k - (len(ids) - i)  # channels left once every true line has one
+        mask = labels == tid
+        soft = np.clip(ndimage.gaussian_filter(mask.astype(np.float32), 1.0) * 1.9, 0, 1)
+        level = rng.uniform(0.85, 1.0)
+        out[channels[k]] = soft * level
+        k += 1
+        if spare > 0 and rng.random() < duplicate_prob:
+            out[channels[k]] = soft * level * 0.8
+            k, spare = k + 1, spare - 1
+        if spare > 0 and rng.random() < fragment_prob:
+            frag = soft * level * 0.9
+            _, xs = np.nonzero(mask)
+            if xs.size:
+                frag[:, : int(np.median(xs))] = 0.02
+            out[channels[k]] = frag
+            k += 1
+    return out

@@ -10,39 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
-from dislotrack.runtime.evaluation import evaluate
+from dislotrack.runtime.evaluation import evaluate, truth_probabilities
 from dislotrack.runtime.pipeline import iter_results
 from dislotrack.runtime.results import Frame
 from dislotrack.runtime.synth import VideoConfig, clean_pileup, iter_video
 
 N_MASKS = 20
-
-
-def truth_probs(labels: np.ndarray, ids: list[int], rng: np.random.Generator) -> np.ndarray:
-    """(N, H, W) probabilities: each true line in a random channel, some duplicated or fragmented."""
-    out = np.full((N_MASKS, *labels.shape), 0.02, dtype=np.float32)
-    channels = rng.permutation(N_MASKS)
-    k = 0
-    for i, tid in enumerate(ids):
-        spare = N_MASKS - k - (len(ids) - i)  # channels left once every true line has one
-        soft = np.clip(ndimage.gaussian_filter((labels == tid).astype(np.float32), 1.0) * 1.9, 0, 1)
-        level = rng.uniform(0.85, 1.0)
-        out[channels[k]] = soft * level
-        k += 1
-        if spare > 0 and rng.random() < 0.3:  # a spare mask repeating the line, weaker
-            out[channels[k]] = soft * level * 0.8
-            k += 1
-            spare -= 1
-        if spare > 0 and rng.random() < 0.2:  # a spare mask holding a fragment of it
-            frag = soft * level * 0.9
-            _, xs = np.nonzero(labels == tid)
-            if xs.size:
-                frag[:, : int(np.median(xs))] = 0.02
-            out[channels[k]] = frag
-            k += 1
-    return out
 
 
 class TruthModel:
@@ -53,7 +27,9 @@ class TruthModel:
 
     def __init__(self, frames, seed: int = 0):
         rng = np.random.default_rng(seed)
-        self.maps = {f.image.tobytes(): truth_probs(f.labels, sorted(f.lines), rng) for f in frames}
+        self.maps = {
+            f.image.tobytes(): truth_probabilities(f.labels, sorted(f.lines), N_MASKS, rng) for f in frames
+        }
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.stack([self.maps[im.tobytes()] for im in images])
