@@ -1,0 +1,163 @@
+"""Per-stage and end-to-end throughput of the runtime on 512x512 frames (CPU; GPU when present).
+
+    .venv/bin/python scripts/bench_runtime.py [--model M.onnx] [--frames 200] [--json out.json]
+
+Stages, each timed alone on the same synthetic in-situ video (written to a temporary folder):
+decode (PyAV → grey), inference (onnxruntime, the pipeline's batch size), post-processing (20 masks
+→ lines, one thread), tracking (+ spacing), export (CSV + parquet); then end to end (``iter_results``
++ export, stages overlapping) and its ratio to inference alone. Post-processing, tracking and export
+get model-like 20-mask probability maps made from the video's truth, so their cost does not depend
+on what a particular model finds. Targets (issue 5): post ≤ 8 ms/frame, decode ≥ 1000 frame/s,
+CPU end to end ≥ 0.8 × inference, GPU end to end ≥ 400 frame/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dislotrack.runtime.batch import ProcessOptions, process_source
+from dislotrack.runtime.evaluation import truth_probabilities
+from dislotrack.runtime.export import ExportConfig, RunWriter
+from dislotrack.runtime.inference import InferenceConfig, Predictor
+from dislotrack.runtime.lines import extract_lines
+from dislotrack.runtime.results import FrameResult
+from dislotrack.runtime.sources import open_source
+from dislotrack.runtime.spacing import frame_spacings
+from dislotrack.runtime.synth import VideoConfig, iter_video, write_video
+from dislotrack.runtime.tracking import Linker
+
+N_MASKS = 20
+
+
+def _rate(n: int, seconds: float, cpu_s: float | None = None) -> dict[str, float]:
+    extra = {} if cpu_s is None else {"cpu_ms_per_frame": round(1000 * cpu_s / n, 3)}
+    return {
+        **extra,
+        "frames": n,
+        "seconds": round(seconds, 4),
+        "frame_per_s": round(n / seconds, 2),
+        "ms_per_frame": round(1000 * seconds / n, 3),
+    }
+
+
+def bench_decode(video: Path, repeat: int = 3) -> dict[str, float]:
+    best = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = sum(1 for _ in open_source(video))
+        dt = time.perf_counter() - t0
+        best = dt if best is None or dt < best else best
+    return _rate(n, best)
+
+
+def bench_inference(predictor: Predictor, images: list[np.ndarray], batch: int) -> dict[str, float]:
+    predictor.predict(np.stack(images[:batch]))  # warm-up: graph optimisation, allocations
+    t0 = time.perf_counter()
+    for k in range(0, len(images), batch):
+        predictor.predict(np.stack(images[k : k + batch]))
+    return _rate(len(images), time.perf_counter() - t0)
+
+
+def bench_post(probs: list[np.ndarray], threshold: float) -> tuple[dict[str, float], list]:
+    out = []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for p in probs:
+        out.append(extract_lines(p, threshold, with_labels=False)[0])
+    return _rate(len(probs), time.perf_counter() - t0, time.process_time() - c0), out
+
+
+def bench_tracking(frames_lines: list, images: list[np.ndarray]) -> tuple[dict[str, float], list]:
+    linker, out = Linker(), []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i, lines in enumerate(frames_lines):
+        tracked = linker.update(i, lines, images[i])
+        out.append((tracked, frame_spacings(tracked)))
+    return _rate(len(frames_lines), time.perf_counter() - t0, time.process_time() - c0), out
+
+
+def bench_export(tracked: list, frames, out_dir: Path) -> dict[str, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    with RunWriter(out_dir, {"bench": True}, ExportConfig(spacing_png=False)) as writer:
+        for (lines, spacings), f in zip(tracked, frames, strict=True):
+            writer.write(FrameResult(f, lines, spacings))
+    return _rate(len(tracked), time.perf_counter() - t0, time.process_time() - c0)
+
+
+def bench_end_to_end(video: Path, predictor: Predictor, out_dir: Path, batch: int) -> dict[str, float]:
+    options = ProcessOptions(batch_size=batch, progress=False, export=ExportConfig(spacing_png=False))
+    summary = process_source(open_source(video), out_dir, predictor, options)
+    return {**_rate(summary["frames"], summary["wall_s"]), "lines_per_frame": summary["lines_per_frame"]}
+
+
+def run(args: argparse.Namespace) -> dict:
+    report: dict = {
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "frames": args.frames,
+    }
+    cfg = VideoConfig(n_frames=args.frames, seed=args.seed, pileups=(2, 2), lines=(9, 10))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = write_video(cfg, tmp / "video")
+        truth = list(iter_video(cfg))
+        rng = np.random.default_rng(0)
+        probs = [truth_probabilities(f.labels, sorted(f.lines), N_MASKS, rng) for f in truth]
+        frames = list(open_source(paths.video))
+        images = [f.image for f in frames]
+        report["true_lines_per_frame"] = round(float(np.mean([len(f.lines) for f in truth])), 2)
+        report["decode"] = bench_decode(paths.video)
+        report["post"], lines = bench_post(probs, 0.5)
+        report["post"]["lines_per_frame"] = round(float(np.mean([len(x) for x in lines])), 2)
+        report["tracking"], tracked = bench_tracking(lines, images)
+        report["export"] = bench_export(tracked, frames, tmp / "export")
+        devices = ["cpu"] + (["cuda"] if _has_cuda() else [])
+        for device in devices:
+            predictor = Predictor(args.model, InferenceConfig(device=device))
+            sec = report.setdefault(device, {"provider": predictor.provider, "model": predictor.model.name})
+            sec["inference"] = bench_inference(predictor, images, args.batch)
+            sec["end_to_end"] = bench_end_to_end(paths.video, predictor, tmp / f"e2e-{device}", args.batch)
+            sec["end_to_end_over_inference"] = round(
+                sec["end_to_end"]["frame_per_s"] / sec["inference"]["frame_per_s"], 3
+            )
+            sec["model_post"] = bench_post(
+                [
+                    p
+                    for k in range(0, 16, args.batch)
+                    for p in predictor.predict(np.stack(images[k : k + args.batch]))
+                ],
+                predictor.threshold,
+            )[0]
+    return report
+
+
+def _has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped model)")
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    report = run(args)
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
