@@ -92,7 +92,8 @@ class Predictor:
         options.log_severity_level = 3
         providers = [(p, _provider_options(p, self.config)) for p in requested]
         try:
-            self.session = ort.InferenceSession(self.model.data, options, providers=providers)
+            # from the path, not the bytes, so that ONNX files with external data also load
+            self.session = ort.InferenceSession(str(self.model.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for unparsable files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             name = self.model.path.name
