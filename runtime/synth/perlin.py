@@ -1,7 +1,8 @@
 """Vectorised 2-D Perlin gradient noise.
 
-Perlin noise on an axis-aligned lattice separates into x and y factors per lattice row, so one field costs
-a handful of whole-image array operations (row gathers, multiplies, adds) and no per-pixel Python.
+Perlin noise on an axis-aligned lattice separates into x and y factors: the x part is evaluated once per
+lattice row, and every image row is a weighted sum of four of those rows, i.e. one small matrix product
+(image height x 2 lattice rows) @ (2 lattice rows x image width). No per-pixel Python.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ def perlin(shape: tuple[int, int], lam: float, rng: np.random.Generator) -> np.n
     # Collapse the x corners for every lattice row: TX carries the x part of the dot product, TY the weights.
     gx0, gx1 = gx[:, jx], gx[:, jx + 1]
     gy0, gy1 = gy[:, jx], gy[:, jx + 1]
-    tx = gx0 * (wx0 * fx) + gx1 * (wx1 * (fx - 1.0))
-    ty = gy0 * wx0 + gy1 * wx1
-    out = tx[iy] * wy0[:, None]
-    out += tx[iy + 1] * wy1[:, None]
-    out += ty[iy] * (wy0 * fy)[:, None]
-    out += ty[iy + 1] * (wy1 * (fy - 1.0))[:, None]
-    return out
+    t = np.empty((2 * ny, w), dtype=np.float32)
+    t[:ny] = gx0 * (wx0 * fx) + gx1 * (wx1 * (fx - 1.0))
+    t[ny:] = gy0 * wx0 + gy1 * wx1
+    # Then every image row is a combination of four lattice rows: one small matrix product.
+    c = np.zeros((h, 2 * ny), dtype=np.float32)
+    rows = np.arange(h)
+    c[rows, iy] = wy0
+    c[rows, iy + 1] = wy1
+    c[rows, ny + iy] = wy0 * fy
+    c[rows, ny + iy + 1] = wy1 * (fy - 1.0)
+    return c @ t

@@ -15,6 +15,56 @@ from scipy import ndimage
 _SPLAT_VAR = 1.0 / 6.0  # variance of the bilinear splat kernel per axis
 
 
+def _kernel(sigma: float, truncate: float) -> np.ndarray:
+    r = max(int(truncate * sigma + 0.5), 1)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+def blur(a: np.ndarray, sigma: float, truncate: float = 2.0, strip: int = 64) -> np.ndarray:
+    """Separable Gaussian filter (mirror borders) as float32 array operations on cache-sized strips.
+
+    Equal to ``scipy.ndimage.gaussian_filter(a, sigma, mode="reflect", truncate=truncate)`` up to float32
+    rounding, but several times faster: the image is processed in strips of ``strip`` rows that stay in
+    cache, and every tap is a contiguous slice (the flattened padded strip for the horizontal pass, whole
+    rows for the vertical one). The default ``truncate=2`` keeps 5 taps for sigma = 1 (the dropped taps
+    weigh about 1 % of the centre).
+    """
+    if sigma <= 0:
+        return a.astype(np.float32, copy=True)
+    w = _kernel(sigma, truncate)
+    r = len(w) // 2
+    h, wd = a.shape
+    if r >= h or r >= wd:  # tiny arrays: let scipy handle the borders
+        return ndimage.gaussian_filter(a.astype(np.float32), sigma, truncate=truncate)
+    p = np.pad(a.astype(np.float32, copy=False), r, mode="symmetric")
+    w2 = wd + 2 * r
+    out = np.empty((h, wd), dtype=np.float32)
+    strip = min(strip, h)
+    hbuf = np.empty((strip + 2 * r) * w2, dtype=np.float32)
+    htmp = np.empty_like(hbuf)
+    vtmp = np.empty((strip, wd), dtype=np.float32)
+    for y0 in range(0, h, strip):
+        m = min(strip, h - y0)
+        flat = p[y0 : y0 + m + 2 * r].ravel()
+        n = flat.size - 2 * r
+        o, t = hbuf[:n], htmp[:n]
+        np.multiply(flat[r : r + n], w[r], out=o)
+        for k in range(r):
+            np.add(flat[k : k + n], flat[2 * r - k : 2 * r - k + n], out=t)
+            t *= w[k]
+            o += t
+        rows = hbuf[: (m + 2 * r) * w2].reshape(m + 2 * r, w2)[:, :wd]
+        res = out[y0 : y0 + m]
+        np.multiply(rows[r : r + m], w[r], out=res)
+        v = vtmp[:m]
+        for k in range(r):
+            np.add(rows[k : k + m], rows[2 * r - k : 2 * r - k + m], out=v)
+            v *= w[k]
+            res += v
+    return out
+
+
 @dataclass(frozen=True)
 class LineRaster:
     """A line's contrast profile in its box: ``profile`` 1 at the core, negative on bright fringes."""
@@ -110,13 +160,13 @@ def rasterize_line(
         else 0.5 * np.interp(np.linspace(0, 1, len(pts)), np.linspace(0, 1, len(weights)), weights)
     )
     dens = _splat(pts, wts, bx0, by0, bh, bw)
-    core = ndimage.gaussian_filter(dens, sig_blur, truncate=3.0) if sig_blur > 0.05 else dens
+    core = blur(dens, sig_blur, truncate=3.0) if sig_blur > 0.05 else dens
     peak = 1.0 / np.sqrt(2.0 * np.pi * sig_eff2)
     mean_w = float(np.mean(wts)) * 2.0
     core = core / (peak * mean_w)
     prof = np.minimum(core, 1.0)
     if fringe > 0:
-        wide = ndimage.gaussian_filter(dens, np.sqrt(sig_wide**2 - _SPLAT_VAR), truncate=3.0)
+        wide = blur(dens, float(np.sqrt(sig_wide**2 - _SPLAT_VAR)), truncate=3.0)
         wide = np.minimum(wide / (mean_w / (np.sqrt(2.0 * np.pi) * sig_wide)), 1.0)
         prof = (1.0 + fringe) * prof - fringe * wide
     hw = max(thickness / 2.0, min_half_width)
@@ -149,21 +199,15 @@ def band_line(img: np.ndarray, p: np.ndarray, d: np.ndarray, profile: callable, 
     img[rows, cols] *= (1.0 + profile(dist)).astype(img.dtype)
 
 
-def gaussian_spots(
-    shape: tuple[int, int], centers: np.ndarray, radii: np.ndarray, amps: np.ndarray
-) -> np.ndarray:
-    """Sum of small Gaussian spots (float32 image), each evaluated only in its own window."""
-    h, w = shape
-    out = np.zeros(h * w, dtype=np.float64)
-    if len(centers) == 0:
-        return out.reshape(h, w).astype(np.float32)
-    r = int(np.ceil(3 * radii.max())) + 1
-    off = np.arange(-r, r + 1)
-    oy, ox = np.meshgrid(off, off, indexing="ij")
-    cy = np.round(centers[:, 1]).astype(np.intp)[:, None] + oy.ravel()[None, :]
-    cx = np.round(centers[:, 0]).astype(np.intp)[:, None] + ox.ravel()[None, :]
-    d2 = (cx - centers[:, :1]) ** 2 + (cy - centers[:, 1:2]) ** 2
-    val = amps[:, None] * np.exp(-d2 / (2 * radii[:, None] ** 2))
-    ok = (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)
-    out += np.bincount((cy * w + cx)[ok], weights=val[ok], minlength=h * w)
-    return out.reshape(h, w).astype(np.float32)
+def draw_spot(img: np.ndarray, cx: float, cy: float, radius: float, darkness: float) -> None:
+    """Darken a small Gaussian spot in place (only its own window is touched)."""
+    h, w = img.shape
+    r = int(np.ceil(3 * radius)) + 1
+    x0, x1 = max(int(cx) - r, 0), min(int(cx) + r + 1, w)
+    y0, y1 = max(int(cy) - r, 0), min(int(cy) + r + 1, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    dx = (np.arange(x0, x1) - cx) ** 2
+    dy = (np.arange(y0, y1) - cy) ** 2
+    spot = np.exp(-(dy[:, None] + dx[None, :]) / (2 * radius * radius))
+    img[y0:y1, x0:x1] *= (1.0 - darkness * spot).astype(img.dtype)

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.interpolate import CubicSpline
 
 from dislotrack.runtime.synth.config import BackgroundConfig, SynthConfig
 from dislotrack.runtime.synth.perlin import perlin
 from dislotrack.runtime.synth.render import (
     LineRaster,
     band_line,
-    gaussian_spots,
+    blur,
+    draw_spot,
     polyline_length,
     rasterize_line,
     resample,
@@ -71,19 +70,28 @@ def sample_background(cfg: BackgroundConfig, rng: np.random.Generator) -> dict[s
 
 
 def perlin_texture(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Govind et al. up to the first filter: P3 = P1 + wp P2 in [0, 1], + ww X1, Gaussian s1; then tone."""
+    """Govind et al. up to the first filter: P3 = P1 + wp P2 in [0, 1], + ww X1, Gaussian s1; then tone.
+
+    The scaling of P3 to [0, 1] and the tone (mean grey ``level``, texture ``contrast``: an addition to the
+    paper) are linear, so they are folded into the noise amplitude and one multiply-add after the filter.
+    """
     p3 = perlin(shape, v["lam1"], rng)
     p3 += np.float32(v["wp"]) * perlin(shape, v["lam2"], rng)
     lo, hi = float(p3.min()), float(p3.max())
-    p3 -= np.float32(lo)
-    p3 *= np.float32(1.0 / max(hi - lo, 1e-6))
-    x1 = rng.random(shape, dtype=np.float32)
-    p3 += np.float32(2.0 * v["ww"]) * x1 - np.float32(v["ww"])
-    out = ndimage.gaussian_filter(p3, v["s1"], truncate=3.0) if v["s1"] > 0 else p3
-    # Tone (an addition to the paper): mean grey and texture contrast like real bright-field frames.
-    out -= np.float32(0.5)
-    out *= np.float32(v["contrast"])
-    out += np.float32(v["level"])
+    k = 1.0 / max(hi - lo, 1e-6)  # P3 scaled = k * (p3 - lo)
+    p3 += white_noise(shape, v["ww"] / k, rng)
+    out = blur(p3, v["s1"]) if v["s1"] > 0 else p3
+    # tone: level + contrast * (k * (out - lo) - 0.5)
+    out *= np.float32(v["contrast"] * k)
+    out += np.float32(v["level"] - v["contrast"] * (0.5 + k * lo))
+    return out
+
+
+def white_noise(shape: tuple[int, int], amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """Uniform white noise in [-amplitude, amplitude] (float32), drawn as bytes: 256 levels, 3x faster."""
+    u = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    out = np.multiply(u, np.float32(2.0 * amplitude / 255.0), dtype=np.float32)
+    out -= np.float32(amplitude)
     return out
 
 
@@ -118,13 +126,11 @@ def noise_fields(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Gener
 
 def finish(img: np.ndarray, weight: np.ndarray, s2: float, rng: np.random.Generator) -> np.ndarray:
     """+ sigma(P4) X2 (X2 uniform in [-1, 1]), Gaussian s2, clip to [0, 1]."""
-    x2 = rng.random(img.shape, dtype=np.float32)
-    x2 *= np.float32(2.0)
-    x2 -= np.float32(1.0)
+    x2 = white_noise(img.shape, 1.0, rng)
     x2 *= weight
     img = img + x2
     if s2 > 0:
-        img = ndimage.gaussian_filter(img, s2, truncate=3.0)
+        img = blur(img, s2)
     np.clip(img, 0.0, 1.0, out=img)
     return img
 
@@ -257,10 +263,38 @@ def spline(support: np.ndarray, step: float = 0.5) -> np.ndarray:
     if len(support) < 3:
         return resample(support, step) if len(support) > 1 else support
     tau = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(support, axis=0).T))])
-    cs = CubicSpline(tau, support, bc_type="natural")
     n = max(math.ceil(1.3 * tau[-1] / step), 8)
-    dense = cs(np.linspace(0.0, tau[-1], n))
+    dense = natural_cubic(tau, support, np.linspace(0.0, tau[-1], n))
     return resample(dense, step)
+
+
+def natural_cubic(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Natural cubic spline through (x, y) (y may have several columns) evaluated at u.
+
+    Same curve as ``scipy.interpolate.CubicSpline(x, y, bc_type="natural")`` without its per-call overhead,
+    which dominated for the few support points of a dislocation.
+    """
+    n = len(x)
+    h = np.diff(x)
+    slope = np.diff(y, axis=0) / h[:, None]
+    m = np.zeros_like(y, dtype=np.float64)
+    if n > 2:
+        a = np.zeros((n - 2, n - 2))
+        i = np.arange(n - 2)
+        a[i, i] = 2.0 * (h[:-1] + h[1:])
+        a[i[1:], i[:-1]] = h[1:-1]
+        a[i[:-1], i[1:]] = h[1:-1]
+        m[1:-1] = np.linalg.solve(a, 6.0 * np.diff(slope, axis=0))
+    k = np.clip(np.searchsorted(x, u, side="right") - 1, 0, n - 2)
+    hk = h[k][:, None]
+    left = (x[k + 1] - u)[:, None]
+    right = (u - x[k])[:, None]
+    return (
+        m[k] * left**3 / (6.0 * hk)
+        + m[k + 1] * right**3 / (6.0 * hk)
+        + (y[k] / hk - m[k] * hk / 6.0) * left
+        + (y[k + 1] / hk - m[k + 1] * hk / 6.0) * right
+    )
 
 
 def clip_to_view(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
@@ -411,14 +445,8 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
         p = np.asarray(t["point"]) + np.array([ox, oy])
         band_line(img, p, np.asarray(t["dir"]), prof, 3 * sig + gap / 2 + 1)
     dots = d["dots"]
-    if dots["centers"]:
-        spots = gaussian_spots(
-            img.shape,
-            np.asarray(dots["centers"]) + np.array([ox, oy]),
-            np.asarray(dots["radii"]),
-            np.asarray(dots["darkness"]),
-        )
-        img *= 1.0 - spots
+    for (cx, cy), rad, dark in zip(dots["centers"], dots["radii"], dots["darkness"], strict=True):
+        draw_spot(img, cx + ox, cy + oy, rad, dark)
 
 
 # ---------------------------------------------------------------------------------------------- lines
