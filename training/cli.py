@@ -1,9 +1,230 @@
-"""Subcommands of this part of dislotrack (registered by dislotrack.cli.main)."""
+"""Subcommands of this part of dislotrack: ``train`` (and ``train finetune``), ``evaluate``, ``export``.
+
+Only argparse lives here; torch and friends are imported inside the handlers, so ``dislotrack`` starts
+on a runtime-only install and says which extra is missing when one of these commands is used.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = [int(p) for p in text.lower().replace("x", ",").split(",") if p]
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 32 or any(p % 32 for p in parts):
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, multiples of 32 and ≥ 32, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    return tuple(int(c) for c in text.split(","))
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--encoder", default="mobilenet_v2", help="smp encoder name (paper: resnet50)")
+    g.add_argument(
+        "--decoder-channels",
+        type=_channels,
+        default=(128, 64, 32, 16, 16),
+        help="U-Net++ decoder channels, comma-separated (smp default: 256,128,64,32,16)",
+    )
+    g.add_argument("--n-masks", type=int, default=20, help="output masks = max dislocations per image")
+
+
+def _add_loop_args(p: argparse.ArgumentParser, *, epochs: int, steps: int, lr: float) -> None:
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--out", help="run folder (checkpoints, history.csv, history.png); required")
+    g.add_argument("--epochs", type=int, default=epochs)
+    g.add_argument("--steps-per-epoch", type=int, default=steps)
+    g.add_argument("--batch-size", type=int, default=4)
+    g.add_argument("--lr", type=float, default=lr)
+    g.add_argument("--warmup-steps", type=int, default=100)
+    g.add_argument(
+        "--matching",
+        choices=("optimal", "greedy"),
+        default="optimal",
+        help="true-to-predicted mask matching in the loss",
+    )
+    g.add_argument("--empty-weight", type=float, default=1.0, help="weight of the spare-channels-empty term")
+    g.add_argument("--crop", type=_size, default=(256, 256), help="training crop, N or HxW")
+    g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    g.add_argument("--threads", type=int, default=2, help="torch threads")
+    g.add_argument("--workers", type=int, default=1, help="data-loader processes (0: in the main process)")
+    g.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that crosses this")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    g.add_argument("--seed", type=int, default=0)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this part's subcommands; heavy imports belong inside the handlers."""
+    """Add ``train``, ``evaluate`` and ``export``; heavy imports belong inside the handlers."""
+    train = subparsers.add_parser(
+        "train",
+        help="train the U-Net++ N-mask model on synthetic images",
+        description="Train on on-the-fly synthetic images (or fine-tune: 'dislotrack train finetune -h').",
+    )
+    train.set_defaults(func=_run_train, action=None)
+    actions = train.add_subparsers(dest="action", metavar="ACTION")
+    _add_model_args(train)
+    _add_loop_args(train, epochs=20, steps=250, lr=1e-3)
+    g = train.add_argument_group("synthetic data")
+    g.add_argument("--preset", default="m2", help="generator preset")
+    g.add_argument("--gen-size", type=_size, default=(512, 512), help="generated image size, N or HxW")
+    g.add_argument("--crops-per-image", type=int, default=1)
+    g.add_argument("--val-images", type=int, default=32, help="held-out synthetic validation images")
+    g.add_argument("--val-size", type=_size, default=(256, 256))
+    g.add_argument("--val-seed", type=int, default=999_999_937, help="never used for training")
+
+    fine = actions.add_parser("finetune", help="fine-tune a trained model on a few labelled real frames")
+    fine.set_defaults(func=_run_finetune)
+    fine.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="model to start from: .onnx (with its .safetensors), .safetensors, .pt or run folder",
+    )
+    _add_labelled_args(fine)
+    fine.add_argument(
+        "--first", type=int, default=0, help="use only the first K frames in name order (0: all)"
+    )
+    _add_loop_args(fine, epochs=10, steps=50, lr=3e-4)
+
+    ev = subparsers.add_parser(
+        "evaluate", help="score a model on labelled frames or held-out synthetic images"
+    )
+    ev.set_defaults(func=_run_evaluate)
+    ev.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
+    _add_labelled_args(ev, required=False)
+    ev.add_argument("--skip-first", type=int, default=0, help="ignore the first K frames in name order")
+    ev.add_argument("--synthetic", type=int, default=0, help="score N held-out synthetic images instead")
+    ev.add_argument("--preset", default="m2")
+    ev.add_argument("--size", type=_size, default=(512, 512), help="synthetic image size")
+    ev.add_argument("--seed", type=int, default=999_999_937, help="synthetic stream seed (held out)")
+    ev.add_argument(
+        "--iou-tolerance",
+        type=int,
+        default=None,
+        help="dilate masks by this many px before the IoU ≥ 0.5 test (default: 0 synthetic, "
+        "2 labelled frames)",
+    )
+    ev.add_argument("--tolerance", type=float, default=3.0, help="centreline tolerance, px")
+    ev.add_argument("--per-image", default=None, help="write per-image figures to this CSV")
+    ev.add_argument(
+        "--card-key", default=None, help="also store the figures under metrics.<KEY> in the model's JSON card"
+    )
+
+    ex = subparsers.add_parser("export", help="export trained weights to ONNX (+ safetensors and card)")
+    ex.set_defaults(func=_run_export)
+    ex.add_argument("weights", help="training checkpoint (.pt), run folder (best.pt) or .safetensors")
+    ex.add_argument("--out", default=None, help="models folder (default: the dislotrack.models package)")
+    ex.add_argument("--name", required=True, help="model name: writes NAME.onnx, NAME.safetensors, NAME.json")
+    ex.add_argument("--not-default", action="store_true", help="do not mark this model as the default")
+    ex.add_argument("--tolerance", type=float, default=1e-4, help="max |ONNX - torch| accepted")
+
+
+def _add_labelled_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--images", required=required, help="folder of grey frames (PNG/TIFF)")
+    labels = p.add_mutually_exclusive_group(required=required)
+    labels.add_argument("--masks", help="folder of binary line masks named like the images")
+    labels.add_argument("--labelme", help="folder of labelme JSON files with polylines")
+    p.add_argument("--line-width", type=int, default=5, help="px width of labelme polylines as masks")
+
+
+def _loop_config(args: argparse.Namespace, data, model):
+    from dislotrack.training.loss import LossConfig
+    from dislotrack.training.train import TrainConfig
+
+    if not args.out:
+        raise ValueError("--out is required (the run folder)")
+    return TrainConfig(
+        model=model,
+        loss=LossConfig(matching=args.matching, empty_weight=args.empty_weight),
+        data=data,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        threads=args.threads,
+        workers=args.workers,
+        max_minutes=args.max_minutes,
+        out_dir=args.out,
+        **(
+            {"val_images": args.val_images, "val_size": args.val_size, "val_seed": args.val_seed}
+            if hasattr(args, "val_images")
+            else {}
+        ),
+    )
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from dislotrack.training.data import AugmentConfig, DataConfig
+    from dislotrack.training.model import ModelConfig
+    from dislotrack.training.train import train
+
+    model = ModelConfig(encoder=args.encoder, n_masks=args.n_masks, decoder_channels=args.decoder_channels)
+    data = DataConfig(
+        preset=args.preset,
+        seed=args.seed,
+        gen_size=args.gen_size,
+        crop=args.crop,
+        crops_per_image=args.crops_per_image,
+        max_masks=args.n_masks,
+        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
+    )
+    out = train(_loop_config(args, data, model), resume=args.resume)
+    print(f"run folder: {out} (best.pt, last.pt, history.csv, history.png)")
+    return 0
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from dislotrack.training.data import AugmentConfig, DataConfig
+    from dislotrack.training.evaluate import load_labelled
+    from dislotrack.training.export import load_weights
+    from dislotrack.training.finetune import finetune
+
+    weights = load_weights(args.source)
+    frames = load_labelled(args.images, args.masks, args.labelme, args.line_width)
+    frames = frames[: args.first] if args.first else frames
+    data = DataConfig(
+        seed=args.seed,
+        crop=args.crop,
+        crops_per_image=1,
+        max_masks=weights.model.n_masks,
+        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
+    )
+    out = finetune(_loop_config(args, data, weights.model), weights, frames, resume=args.resume)
+    print(f"run folder: {out} (best.pt, last.pt, history.csv, history.png)")
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from dislotrack.training.evaluate import run_evaluate
+
+    summary = run_evaluate(args)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from dislotrack.training.export import load_weights, ship
+
+    out = Path(args.out) if args.out else _models_dir()
+    card = ship(
+        load_weights(args.weights), out, args.name, default=not args.not_default, tolerance=args.tolerance
+    )
+    print(
+        f"wrote {out / (args.name + '.onnx')} ({card['onnx_bytes'] / 1e6:.1f} MB, "
+        f"parity max |Δ| {card['export_parity_max_abs']:.1e}), .safetensors and .json"
+    )
+    return 0
+
+
+def _models_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("dislotrack.models")))

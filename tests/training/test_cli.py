@@ -1,0 +1,41 @@
+"""The training subcommands are registered without importing torch and reject bad input in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def test_training_cli_imports_without_torch():
+    code = (
+        "import sys, dislotrack.training.cli as c, argparse; "
+        "p = argparse.ArgumentParser(); c.register(p.add_subparsers()); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_subcommands_parse():
+    from dislotrack.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--out", "run", "--crop", "128", "--matching", "greedy"])
+    assert args.crop == (128, 128) and args.matching == "greedy" and args.action is None
+    args = parser.parse_args(["train", "finetune", "--from", "m.onnx", "--images", "i", "--masks", "m",
+                              "--out", "ft", "--first", "10"])
+    assert args.action == "finetune" and args.first == 10 and args.source == "m.onnx"
+    args = parser.parse_args(["evaluate", "--synthetic", "5"])
+    assert args.synthetic == 5 and args.model is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--out", "run", "--crop", "100"])
+
+
+@pytest.mark.train
+def test_missing_weights_is_a_one_line_error(tmp_path, capsys):
+    from dislotrack.cli.main import main
+
+    assert main(["export", str(tmp_path / "missing.pt"), "--name", "x", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not found" in err and "\n" not in err

@@ -1,0 +1,96 @@
+"""CI smoke test: two training steps on tiny synthetic crops, export, onnxruntime parity."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.train
+
+
+def _history(run):
+    with (run / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_writes_checkpoints_history_and_plot(tiny_run):
+    for name in ("best.pt", "last.pt", "history.csv", "history.png", "config.json"):
+        assert (tiny_run / name).is_file(), name
+    rows = _history(tiny_run)
+    assert [int(r["step"]) for r in rows] == [2]
+    assert np.isfinite(float(rows[0]["train_loss"]))
+
+
+def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
+    import shutil
+
+    from dislotrack.training.train import TrainConfig, load_checkpoint, train
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    config = TrainConfig.from_dict({**config.to_dict(), "epochs": 2, "out_dir": str(run)})
+    train(config, resume=True)
+    assert load_checkpoint(run / "last.pt")["state"]["step"] == 4
+    assert len(_history(run)) == 2
+
+
+def test_export_follows_the_model_file_contract(tiny_model):
+    import onnx
+
+    model = onnx.load(str(tiny_model))
+    assert model.opset_import[0].version >= 17
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert [o.name for o in model.graph.output] == ["probs"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1] == 1 and isinstance(dims[2], str) and isinstance(dims[3], str)
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["dislotrack"])
+    for key in ("n_masks", "mean", "std", "threshold", "input_multiple", "architecture", "encoder", "preset",
+                "metrics", "code_version"):
+        assert key in meta, key
+    card = json.loads(tiny_model.with_suffix(".json").read_text())
+    from dislotrack.training.export import sha256_file
+
+    assert card["sha256"] == sha256_file(tiny_model)
+    assert card["default"] is True
+    assert card["export_parity_max_abs"] <= 1e-4
+
+
+def test_runtime_predictor_runs_the_export_on_odd_frame_sizes(tiny_model):
+    from dislotrack.runtime.inference import InferenceConfig, Predictor
+
+    predictor = Predictor(tiny_model, InferenceConfig(device="cpu"))
+    frames = np.random.default_rng(0).integers(0, 256, (2, 50, 70), dtype=np.uint8)
+    probs = predictor.predict(frames)
+    assert probs.shape == (2, 4, 50, 70)
+    assert probs.min() >= 0.0 and probs.max() <= 1.0
+
+
+def test_onnx_matches_torch_and_safetensors_round_trip(tiny_model):
+    from dislotrack.training.export import load_weights, parity
+
+    weights = load_weights(tiny_model)  # the .safetensors next to the .onnx
+    assert weights.model.n_masks == 4
+    assert parity(tiny_model, weights.network(), seed=1) <= 1e-4
+
+
+def test_export_refuses_to_write_a_model_that_differs(tiny_run, tiny_model, tmp_path, monkeypatch):
+    """A graph that does not compute what the torch weights compute must never be written."""
+    import dataclasses
+    import shutil
+
+    import torch
+
+    from dislotrack.training import export
+
+    weights = export.load_weights(tiny_run)
+    changed = {k: v + 0.05 if v.is_floating_point() else v for k, v in weights.state.items()}
+    monkeypatch.setattr(export, "_export_graph", lambda net, path: shutil.copyfile(tiny_model, path))
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(RuntimeError, match="differs from torch"):
+        export.export_onnx(dataclasses.replace(weights, state=changed), out)
+    assert not out.exists()
+    assert torch.is_tensor(changed["segmentation_head.0.weight"])

@@ -1,0 +1,158 @@
+"""Training samples: on-the-fly synthetic images or labelled frames, cropped and augmented.
+
+The network is fully convolutional, so it trains on random crops and infers on whole frames. A crop
+keeps only the masks that still show a usable piece of their line (``min_mask_px``); the same rule is
+applied to synthetic and real samples so that "cut out by the crop" means the same everywhere.
+Augmentations widen the synthetic domain towards real microscopes: sensor noise, brightness and
+contrast changes, CLAHE (histogram equalisation) as some users pre-process, flips and 90° rotations.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Sample = tuple[np.ndarray, np.ndarray]
+"""(image float32 (H, W) in [0, 1], masks bool (n, H, W))."""
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities and ranges of each augmentation; ``AugmentConfig.off()`` disables them all."""
+
+    noise_prob: float = 0.5
+    noise_std: tuple[float, float] = (0.0, 0.06)
+    brightness: tuple[float, float] = (-0.15, 0.15)
+    contrast: tuple[float, float] = (0.6, 1.4)
+    gamma: tuple[float, float] = (0.7, 1.4)
+    clahe_prob: float = 0.2
+    clahe_clip: tuple[float, float] = (0.005, 0.03)
+    flips: bool = True
+    rot90: bool = True
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        return cls(0.0, (0.0, 0.0), (0.0, 0.0), (1.0, 1.0), (1.0, 1.0), 0.0, (0.01, 0.01), False, False)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training samples come from and how they are cut.
+
+    ``gen_size``: size at which synthetic images are generated; ``crops_per_image`` random crops of
+    ``crop`` px are taken from each, so generation cost is shared when it is larger than the crop.
+    """
+
+    preset: str = "m2"
+    seed: int = 0
+    gen_size: tuple[int, int] = (512, 512)
+    crop: tuple[int, int] = (256, 256)
+    crops_per_image: int = 1
+    min_mask_px: int = 20
+    max_masks: int = 20
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def random_crop(
+    image: np.ndarray, masks: np.ndarray, size: tuple[int, int], rng: np.random.Generator, min_mask_px: int
+) -> Sample:
+    """Crop image and masks alike (padding by reflection when the image is smaller than ``size``)."""
+    image, masks = _pad_to(image, masks, size)
+    h, w = image.shape
+    ch, cw = size
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    return image[y : y + ch, x : x + cw], keep_visible(masks[:, y : y + ch, x : x + cw], min_mask_px)
+
+
+def _pad_to(image: np.ndarray, masks: np.ndarray, size: tuple[int, int]) -> Sample:
+    ph, pw = max(size[0] - image.shape[0], 0), max(size[1] - image.shape[1], 0)
+    if ph == 0 and pw == 0:
+        return image, masks
+    image = np.pad(image, ((0, ph), (0, pw)), mode="reflect")
+    masks = np.pad(masks, ((0, 0), (0, ph), (0, pw)))
+    return image, masks
+
+
+def keep_visible(masks: np.ndarray, min_mask_px: int) -> np.ndarray:
+    """Drop masks with fewer than ``min_mask_px`` pixels (lines cut away by a crop)."""
+    if len(masks) == 0:
+        return masks
+    return masks[masks.reshape(len(masks), -1).sum(1) >= min_mask_px]
+
+
+def geometric(
+    image: np.ndarray, masks: np.ndarray, rng: np.random.Generator, config: AugmentConfig
+) -> Sample:
+    """Random flips and quarter turns, applied identically to image and masks."""
+    if config.flips and rng.random() < 0.5:
+        image, masks = image[:, ::-1], masks[:, :, ::-1]
+    if config.flips and rng.random() < 0.5:
+        image, masks = image[::-1], masks[:, ::-1]
+    if config.rot90:
+        k = int(rng.integers(0, 4))
+        image, masks = np.rot90(image, k), np.rot90(masks, k, axes=(1, 2))
+    return np.ascontiguousarray(image), np.ascontiguousarray(masks)
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """Contrast, brightness, gamma, optional CLAHE and Gaussian noise; result clipped to [0, 1]."""
+    from skimage.exposure import equalize_adapthist
+
+    x = image.astype(np.float32)
+    mean = float(x.mean())
+    x = (x - mean) * rng.uniform(*config.contrast) + mean + rng.uniform(*config.brightness)
+    x = np.clip(x, 0.0, 1.0) ** rng.uniform(*config.gamma)
+    if rng.random() < config.clahe_prob:
+        x = equalize_adapthist(x, clip_limit=rng.uniform(*config.clahe_clip)).astype(np.float32)
+    if rng.random() < config.noise_prob:
+        x = x + rng.normal(0.0, rng.uniform(*config.noise_std), x.shape).astype(np.float32)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def prepare(image: np.ndarray, masks: np.ndarray, rng: np.random.Generator, config: DataConfig) -> Sample:
+    """One training sample from a full image: crop, geometric and photometric augmentation."""
+    image, masks = random_crop(image, masks, config.crop, rng, config.min_mask_px)
+    image, masks = geometric(image, masks, rng, config.augment)
+    return photometric(image, rng, config.augment), masks[: config.max_masks]
+
+
+def synthetic_images(config: DataConfig, seed: int) -> Iterator[Sample]:
+    """Endless (image, masks) pairs from the deterministic synthetic stream of ``seed``."""
+    from dislotrack.runtime.synth import iter_samples
+
+    for s in iter_samples(preset=config.preset, seed=seed, size=config.gen_size):
+        yield s.image.astype(np.float32), s.masks.astype(bool)
+
+
+def cycled(samples: Sequence[Sample], rng: np.random.Generator) -> Iterator[Sample]:
+    """Endless shuffled passes over a small labelled set (fine-tuning)."""
+    for _ in itertools.count():
+        for i in rng.permutation(len(samples)):
+            yield samples[i]
+
+
+def training_samples(source: Iterator[Sample], config: DataConfig, seed: int) -> Iterator[Sample]:
+    """Crops with augmentation; ``crops_per_image`` crops per source image share its generation cost."""
+    rng = np.random.default_rng([seed, 0xA11])
+    for image, masks in source:
+        for _ in range(config.crops_per_image):
+            yield prepare(image, masks, rng, config)
+
+
+def collate(samples: Sequence[Sample], n_masks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack into (B, 1, H, W) images, (B, n_masks, H, W) zero-padded masks and (B,) mask counts."""
+    b = len(samples)
+    h, w = samples[0][0].shape
+    images = np.zeros((b, 1, h, w), np.float32)
+    masks = np.zeros((b, n_masks, h, w), bool)
+    counts = np.zeros(b, np.int64)
+    for i, (img, m) in enumerate(samples):
+        m = m[:n_masks]
+        images[i, 0] = img
+        masks[i, : len(m)] = m
+        counts[i] = len(m)
+    return images, masks, counts

@@ -1,0 +1,89 @@
+"""Matched Dice loss for N-mask instance output (Govind et al.).
+
+The network has N output channels and an image holds n ≤ N dislocations in no particular order, so
+each true mask is first matched to one predicted channel and the Dice losses of matched pairs are
+averaged. Channels left unmatched are pushed towards empty so that spare channels stay quiet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+Matching = Literal["greedy", "optimal"]
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """``matching``: the paper's greedy order or the optimal assignment; ``empty_weight`` scales the
+    push-to-empty term (mean probability of each unmatched channel)."""
+
+    matching: Matching = "optimal"
+    empty_weight: float = 1.0
+    smooth: float = 1.0
+
+
+def dice_loss_matrix(probs: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Dice loss of every (true, predicted) pair: ``probs`` (P, H, W), ``truth`` (T, H, W) -> (T, P)."""
+    p = probs.flatten(1)
+    t = truth.flatten(1).to(p.dtype)
+    inter = t @ p.T
+    sums = t.sum(1)[:, None] + p.sum(1)[None, :]
+    return 1.0 - (2.0 * inter + smooth) / (sums + smooth)
+
+
+def greedy_match(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's matching: true masks in order, each takes the free prediction of least cost."""
+    n_true, n_pred = cost.shape
+    free = np.ones(n_pred, dtype=bool)
+    rows, cols = [], []
+    for t in range(min(n_true, n_pred)):
+        c = np.where(free, cost[t], np.inf)
+        j = int(np.argmin(c))
+        free[j] = False
+        rows.append(t)
+        cols.append(j)
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
+def optimal_match(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum total cost assignment (Hungarian); order-independent unlike the greedy matching."""
+    rows, cols = linear_sum_assignment(cost)
+    return rows.astype(np.int64), cols.astype(np.int64)
+
+
+def match(cost: np.ndarray, matching: Matching) -> tuple[np.ndarray, np.ndarray]:
+    if matching == "greedy":
+        return greedy_match(cost)
+    if matching == "optimal":
+        return optimal_match(cost)
+    raise ValueError(f"unknown matching {matching!r} (greedy or optimal)")
+
+
+def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> torch.Tensor:
+    """Loss of one image: ``probs`` (P, H, W) in [0, 1], ``truth`` (T, H, W) with T ≥ 0 masks."""
+    n_pred = probs.shape[0]
+    matched = torch.zeros(n_pred, dtype=torch.bool, device=probs.device)
+    dice = probs.new_zeros(())
+    if truth.shape[0] > 0:
+        cost = dice_loss_matrix(probs, truth, config.smooth)
+        rows, cols = match(cost.detach().cpu().numpy(), config.matching)
+        dice = cost[torch.as_tensor(rows), torch.as_tensor(cols)].mean()
+        matched[torch.as_tensor(cols, device=probs.device)] = True
+    spare = probs[~matched]
+    empty = spare.flatten(1).mean(1).mean() if spare.shape[0] else probs.new_zeros(())
+    return dice + config.empty_weight * empty
+
+
+def matched_dice_loss(
+    logits: torch.Tensor, truth: torch.Tensor, counts: torch.Tensor, config: LossConfig
+) -> torch.Tensor:
+    """Batch mean of ``image_loss``: ``logits`` (B, P, H, W); ``truth`` (B, T_max, H, W) zero-padded,
+    ``counts`` (B,) how many leading masks of each image are real."""
+    probs = torch.sigmoid(logits)
+    losses = [image_loss(probs[b], truth[b, : int(counts[b])], config) for b in range(probs.shape[0])]
+    return torch.stack(losses).mean()

@@ -1,0 +1,238 @@
+"""Quality figures of N-mask predictions (numpy/scikit-image only, so they apply to torch or ONNX output).
+
+* length metric (Govind et al.): binarise at 0.5, Lee skeleton, match true masks to predictions,
+  score each true mask ``1 - |L_pred - L_true| / L_true`` (clipped to [0, 1], 0 when unmatched),
+  mean over true masks;
+* Length-Aware Recall (Ruzaeva et al.): match by IoU ≥ 0.5; a matched prediction scores the length of
+  its longest skeleton path (a fractured mask counts only its longest piece) over the true length,
+  capped at 1; 0 when unmatched; mean over true masks;
+* instance recall: fraction of true masks with an IoU ≥ 0.5 partner;
+* centreline recall / precision: fraction of true (predicted) skeleton pixels within a tolerance of
+  the predicted (true) skeleton — robust to masks that differ in width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
+from skimage.morphology import disk, skeletonize
+
+_OFFSETS = ((0, 1, 1.0), (1, 0, 1.0), (1, 1, np.sqrt(2.0)), (1, -1, np.sqrt(2.0)))
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """``iou_tolerance_px`` dilates both masks before the IoU test (0 = the paper's plain IoU; use a few
+    pixels when labels are drawn wider or narrower than the model's masks)."""
+
+    threshold: float = 0.5
+    iou_match: float = 0.5
+    iou_tolerance_px: int = 0
+    centreline_tolerance_px: float = 3.0
+
+
+def _crop(mask: np.ndarray, pad: int = 2) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return mask[:0, :0]
+    y0, x0 = max(ys.min() - pad, 0), max(xs.min() - pad, 0)
+    return mask[y0 : ys.max() + pad + 1, x0 : xs.max() + pad + 1]
+
+
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """Lee skeleton of a boolean mask (the paper's thinning)."""
+    if not mask.any():
+        return np.zeros_like(mask, dtype=bool)
+    return skeletonize(mask.astype(bool), method="lee").astype(bool)
+
+
+def component_path_lengths(mask: np.ndarray) -> np.ndarray:
+    """Longest path (px, 8-connected, diagonal steps √2) through each connected piece of the skeleton."""
+    sk = skeleton(_crop(mask.astype(bool)))
+    ys, xs = np.nonzero(sk)
+    n = ys.size
+    if n == 0:
+        return np.zeros(0)
+    index = -np.ones(sk.shape, dtype=np.int64)
+    index[ys, xs] = np.arange(n)
+    rows, cols, weights = [], [], []
+    h, w = sk.shape
+    for dy, dx, weight in _OFFSETS:
+        y2, x2 = ys + dy, xs + dx
+        ok = (y2 >= 0) & (y2 < h) & (x2 >= 0) & (x2 < w)
+        j = np.full(n, -1)
+        j[ok] = index[y2[ok], x2[ok]]
+        keep = j >= 0
+        rows.append(np.arange(n)[keep])
+        cols.append(j[keep])
+        weights.append(np.full(int(keep.sum()), weight))
+    graph = coo_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    graph = graph.tocsr()
+    n_comp, labels = connected_components(graph, directed=False)
+    lengths = np.zeros(n_comp)
+    for c in range(n_comp):
+        nodes = np.flatnonzero(labels == c)
+        if nodes.size == 1:
+            continue
+        far = nodes[np.argmax(dijkstra(graph, directed=False, indices=nodes[0])[nodes])]
+        lengths[c] = dijkstra(graph, directed=False, indices=far)[nodes].max()
+    return lengths
+
+
+def binarise(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """(N, H, W) probabilities -> the non-empty boolean masks (n, H, W)."""
+    masks = np.asarray(probs) >= threshold
+    return masks[masks.reshape(len(masks), -1).any(1)]
+
+
+def _dilate(masks: np.ndarray, radius: int) -> np.ndarray:
+    if radius <= 0 or len(masks) == 0:
+        return masks
+    return np.stack([ndimage.binary_dilation(m, structure=disk(radius)) for m in masks])
+
+
+def _pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    fa = a.reshape(len(a), -1).astype(np.float32)
+    fb = b.reshape(len(b), -1).astype(np.float32)
+    return fa @ fb.T, fa.sum(1), fb.sum(1)
+
+
+def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    inter, st, sp = _pair_counts(truth, pred)
+    return inter / np.maximum(st[:, None] + sp[None, :] - inter, 1.0)
+
+
+def dice_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    inter, st, sp = _pair_counts(truth, pred)
+    return 2.0 * inter / np.maximum(st[:, None] + sp[None, :], 1.0)
+
+
+def _assign(score: np.ndarray, minimum: float) -> dict[int, int]:
+    """Optimal one-to-one matching maximising ``score``; pairs below ``minimum`` are dropped."""
+    if score.size == 0:
+        return {}
+    rows, cols = linear_sum_assignment(-score)
+    return {int(r): int(c) for r, c in zip(rows, cols, strict=True) if score[r, c] >= minimum}
+
+
+def length_metric(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per-true-mask ``1 - relative length error``; the pairing maximises Dice (any overlap counts)."""
+    pairs = _assign(dice_matrix(truth, pred), minimum=1e-9) if len(pred) else {}
+    scores = np.zeros(len(truth))
+    for t, p in pairs.items():
+        lt = component_path_lengths(truth[t]).sum()
+        lp = component_path_lengths(pred[p]).sum()
+        if lt > 0:
+            scores[t] = max(0.0, 1.0 - abs(lp - lt) / lt)
+    return scores
+
+
+def length_aware_recall(truth: np.ndarray, pred: np.ndarray, config: MetricConfig) -> tuple[np.ndarray, int]:
+    """Per-true-mask LAR values and the number of IoU-matched true masks."""
+    tol = config.iou_tolerance_px
+    pairs = (
+        _assign(iou_matrix(_dilate(truth, tol), _dilate(pred, tol)), config.iou_match) if len(pred) else {}
+    )
+    scores = np.zeros(len(truth))
+    for t, p in pairs.items():
+        lt = component_path_lengths(truth[t]).sum()
+        pieces = component_path_lengths(pred[p])
+        if lt > 0 and pieces.size:
+            scores[t] = min(1.0, pieces.max() / lt)
+    return scores, len(pairs)
+
+
+def centreline_recall_precision(
+    truth: np.ndarray, pred: np.ndarray, tolerance_px: float
+) -> tuple[int, int, int, int]:
+    """(true skeleton px near prediction, true skeleton px, predicted px near truth, predicted px)."""
+    shape = truth.shape[1:] if truth.ndim == 3 else pred.shape[1:]
+    st = skeleton(truth.any(0)) if len(truth) else np.zeros(shape, bool)
+    sp = skeleton(pred.any(0)) if len(pred) else np.zeros(shape, bool)
+    dist_to_pred = ndimage.distance_transform_edt(~sp) if sp.any() else np.full(shape, np.inf)
+    dist_to_true = ndimage.distance_transform_edt(~st) if st.any() else np.full(shape, np.inf)
+    hit_t = int((dist_to_pred[st] <= tolerance_px).sum())
+    hit_p = int((dist_to_true[sp] <= tolerance_px).sum())
+    return hit_t, int(st.sum()), hit_p, int(sp.sum())
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """Raw per-image tallies, summed over a set by ``summarise`` (so means are over true masks)."""
+
+    length: tuple[float, ...]
+    lar: tuple[float, ...]
+    n_true: int
+    n_pred: int
+    n_matched: int
+    centre_true_hit: int
+    centre_true: int
+    centre_pred_hit: int
+    centre_pred: int
+
+
+def score_image(truth: np.ndarray, probs: np.ndarray, config: MetricConfig) -> ImageScores:
+    """All figures for one image: ``truth`` (T, H, W) bool instance masks, ``probs`` (N, H, W)."""
+    return score_masks(truth, binarise(probs, config.threshold), config)
+
+
+def score_masks(truth: np.ndarray, pred: np.ndarray, config: MetricConfig) -> ImageScores:
+    """All figures for one image from predicted instance masks (e.g. after the runtime's post-processing)."""
+    truth = np.asarray(truth, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    lar, n_matched = length_aware_recall(truth, pred, config)
+    centre = centreline_recall_precision(truth, pred, config.centreline_tolerance_px)
+    return ImageScores(
+        tuple(length_metric(truth, pred).tolist()),
+        tuple(lar.tolist()),
+        len(truth),
+        len(pred),
+        n_matched,
+        *centre,
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Set-level figures; recall-type first because real labels usually mark only some lines."""
+
+    centreline_recall: float
+    instance_recall: float
+    lar: float
+    length_metric: float
+    centreline_precision: float
+    n_images: int
+    n_true: int
+    n_pred: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def summarise(scores: Iterable[ImageScores]) -> Summary:
+    scores = list(scores)
+    length = [v for s in scores for v in s.length]
+    lar = [v for s in scores for v in s.lar]
+    n_true = sum(s.n_true for s in scores)
+    return Summary(
+        centreline_recall=_ratio(sum(s.centre_true_hit for s in scores), sum(s.centre_true for s in scores)),
+        instance_recall=_ratio(sum(s.n_matched for s in scores), n_true),
+        lar=float(np.mean(lar)) if lar else float("nan"),
+        length_metric=float(np.mean(length)) if length else float("nan"),
+        centreline_precision=_ratio(
+            sum(s.centre_pred_hit for s in scores), sum(s.centre_pred for s in scores)
+        ),
+        n_images=len(scores),
+        n_true=n_true,
+        n_pred=sum(s.n_pred for s in scores),
+    )

@@ -1,0 +1,352 @@
+"""The training loop: streamed samples, matched Dice loss, per-epoch validation, resumable checkpoints.
+
+An "epoch" is a fixed number of steps on an endless stream (synthetic data never runs out). After each
+epoch the model is scored on a fixed validation set with the length metric; the best checkpoint by that
+metric is kept beside the last one, and a CSV row plus a PNG plot record the curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dislotrack.training.data import DataConfig, Sample, collate, training_samples
+from dislotrack.training.loss import LossConfig, matched_dice_loss
+from dislotrack.training.metrics import MetricConfig, Summary, score_image, summarise
+from dislotrack.training.model import ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_length_metric",
+    "val_lar",
+    "val_instance_recall",
+    "val_centreline_recall",
+    "val_centreline_precision",
+    "wall_s",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``max_minutes`` stops cleanly after the epoch that crosses it."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    epochs: int = 20
+    steps_per_epoch: int = 200
+    val_images: int = 32
+    val_seed: int = 999_999_937
+    val_size: tuple[int, int] = (256, 256)
+    threads: int = 2
+    workers: int = 1
+    max_minutes: float = 0.0
+    out_dir: str = "runs/train"
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        from dislotrack.training.data import AugmentConfig
+
+        data = dict(d.get("data", {}))
+        data["augment"] = AugmentConfig(**{k: _tuple(v) for k, v in data.get("augment", {}).items()})
+        data = DataConfig(**{k: _tuple(v) for k, v in data.items()})
+        top = {k: _tuple(v) for k, v in d.items() if k not in ("model", "loss", "data")}
+        return cls(
+            model=ModelConfig.from_dict(d.get("model", {})),
+            loss=LossConfig(**d.get("loss", {})),
+            data=data,
+            **top,
+        )
+
+
+def _tuple(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Collated batches from a sample factory, run in a DataLoader worker so generation overlaps compute.
+
+    ``make_samples(seed)`` must be picklable and return an endless iterator of prepared samples; each
+    worker gets its own seed so workers never produce the same stream.
+    """
+
+    def __init__(
+        self, make_samples: Callable[[int], Iterator[Sample]], seed: int, batch_size: int, n_masks: int
+    ) -> None:
+        self.make_samples = make_samples
+        self.seed = seed
+        self.batch_size = batch_size
+        self.n_masks = n_masks
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        torch.set_num_threads(1)
+        samples = self.make_samples(self.seed + 7919 * worker)
+        while True:
+            batch = [next(samples) for _ in range(self.batch_size)]
+            images, masks, counts = collate(batch, self.n_masks)
+            yield torch.from_numpy(images), torch.from_numpy(masks), torch.from_numpy(counts)
+
+
+@dataclass
+class SyntheticSamples:
+    """Picklable factory of augmented synthetic crops for ``_Batches``."""
+
+    data: DataConfig
+
+    def __call__(self, seed: int) -> Iterator[Sample]:
+        from dislotrack.training.data import synthetic_images
+
+        return training_samples(synthetic_images(self.data, seed), self.data, seed)
+
+
+def validation_set(config: TrainConfig) -> list[Sample]:
+    """Fixed held-out synthetic images (seed never used for training), uncropped, unaugmented."""
+    from dislotrack.runtime.synth import iter_samples
+
+    stream = iter_samples(preset=config.data.preset, seed=config.val_seed, size=config.val_size)
+    out = []
+    for _ in range(config.val_images):
+        s = next(stream)
+        out.append((s.image.astype(np.float32), s.masks.astype(bool)[: config.model.n_masks]))
+    return out
+
+
+def hardware() -> str:
+    """CPU model and core count (Linux ``/proc/cpuinfo`` when readable) and torch's thread count."""
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        models = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        name = models[0] if models else name
+    return f"{name}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 5 % over the planned steps."""
+    total = max(config.epochs * config.steps_per_epoch, 1)
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    t = min((step - config.warmup_steps) / max(total - config.warmup_steps, 1), 1.0)
+    return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+@torch.no_grad()
+def predict_probs(
+    net: torch.nn.Module, images: Sequence[np.ndarray], model: ModelConfig, batch_size: int = 4
+) -> Iterator[np.ndarray]:
+    """(N, H, W) probabilities per image (sizes must be multiples of 32), in evaluation mode."""
+    net.eval()
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.stack(images[i : i + batch_size])[:, None].astype(np.float32))
+        probs = torch.sigmoid(net((x - model.mean) / model.std)).numpy()
+        yield from probs
+
+
+@torch.no_grad()
+def validate(
+    net: torch.nn.Module, samples: Sequence[Sample], config: TrainConfig, metric: MetricConfig | None = None
+) -> tuple[float, Summary]:
+    """Mean matched-Dice loss and the metric summary on a fixed validation set."""
+    metric = metric or MetricConfig()
+    losses, scores = [], []
+    images = [img for img, _ in samples]
+    for probs, (_, masks) in zip(predict_probs(net, images, config.model), samples, strict=True):
+        truth = torch.from_numpy(masks[None])
+        p = torch.from_numpy(probs[None])
+        logits = torch.logit(p.clamp(1e-6, 1 - 1e-6))
+        losses.append(float(matched_dice_loss(logits, truth, torch.tensor([len(masks)]), config.loss)))
+        scores.append(score_image(masks, probs, metric))
+    return float(np.mean(losses)), summarise(scores)
+
+
+def save_checkpoint(path: Path, net, optimizer, state: dict, config: TrainConfig) -> None:
+    """Write atomically, so a run killed mid-save never leaves a broken ``last.pt``."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": state,
+            "config": config.to_dict(),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def append_history(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def plot_history(csv_path: Path, png_path: Path) -> None:
+    """Loss (train, validation) and validation metrics against epoch, for the run folder and the docs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    epoch = [int(r["epoch"]) for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for key in ("train_loss", "val_loss"):
+        ax1.plot(epoch, [float(r[key]) for r in rows], label=key)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("matched Dice loss")
+    ax1.legend()
+    for key in ("val_length_metric", "val_lar", "val_instance_recall", "val_centreline_recall"):
+        ax2.plot(epoch, [float(r[key]) for r in rows], label=key.removeprefix("val_"))
+    ax2.set_xlabel("epoch")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, mininterval=5.0, dynamic_ncols=True)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    init_weights: dict | None = None,
+    make_samples: Callable[[int], Iterator[Sample]] | None = None,
+    val_samples: Sequence[Sample] | None = None,
+) -> Path:
+    """Run (or resume) training; returns the run folder holding ``best.pt``, ``last.pt``, CSV and PNG.
+
+    ``make_samples`` replaces the synthetic stream (fine-tuning on real frames); ``val_samples``
+    replaces the synthetic validation set; ``init_weights`` starts from a trained state dict.
+    """
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.data.seed)
+    net = build_model(config.model)
+    if init_weights is not None:
+        net.load_state_dict(init_weights)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = {"epoch": 0, "step": 0, "best": -1.0, "wall_s": 0.0}
+    if resume:
+        ckpt = load_checkpoint(out / "last.pt")
+        net.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        log.info("resumed %s at epoch %d step %d", out, state["epoch"], state["step"])
+    state.setdefault("hardware", hardware())
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    val_samples = validation_set(config) if val_samples is None else val_samples
+    factory = make_samples or SyntheticSamples(config.data)
+    # A resumed run continues the stream from a new seed instead of replaying the first images.
+    dataset = _Batches(
+        factory, config.data.seed + 104_729 * state["step"], config.batch_size, config.model.n_masks
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, num_workers=config.workers, persistent_workers=config.workers > 0
+    )
+    batches = iter(loader)
+    started = time.perf_counter() - state["wall_s"]
+    while state["epoch"] < config.epochs:
+        net.train()
+        losses = []
+        bar = _progress(config.steps_per_epoch, f"epoch {state['epoch'] + 1}/{config.epochs}")
+        for _ in range(config.steps_per_epoch):
+            images, masks, counts = next(batches)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(state["step"], config)
+            x = (images - config.model.mean) / config.model.std
+            loss = matched_dice_loss(net(x), masks, counts, config.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            state["step"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        bar.close()
+        val_loss, summary = validate(net, val_samples, config)
+        state["epoch"] += 1
+        state["wall_s"] = time.perf_counter() - started
+        row = _history_row(state, optimizer, float(np.mean(losses)), val_loss, summary)
+        append_history(out / "history.csv", row)
+        plot_history(out / "history.csv", out / "history.png")
+        log.info("epoch %d: %s", state["epoch"], json.dumps(row))
+        improved = summary.length_metric > state["best"]
+        if improved:
+            state["best"] = summary.length_metric
+            state["best_summary"] = summary.to_dict()
+            save_checkpoint(out / "best.pt", net, optimizer, state, config)
+        save_checkpoint(out / "last.pt", net, optimizer, state, config)
+        if config.max_minutes and state["wall_s"] > 60 * config.max_minutes:
+            log.warning(
+                "stopping after epoch %d: time limit of %.0f min reached", state["epoch"], config.max_minutes
+            )
+            break
+    return out
+
+
+def _history_row(state: dict, optimizer, train_loss: float, val_loss: float, summary: Summary) -> dict:
+    return {
+        "epoch": state["epoch"],
+        "step": state["step"],
+        "lr": f"{optimizer.param_groups[0]['lr']:.3g}",
+        "train_loss": f"{train_loss:.4f}",
+        "val_loss": f"{val_loss:.4f}",
+        "val_length_metric": f"{summary.length_metric:.4f}",
+        "val_lar": f"{summary.lar:.4f}",
+        "val_instance_recall": f"{summary.instance_recall:.4f}",
+        "val_centreline_recall": f"{summary.centreline_recall:.4f}",
+        "val_centreline_precision": f"{summary.centreline_precision:.4f}",
+        "wall_s": f"{state['wall_s']:.0f}",
+    }
+
+
+def with_out_dir(config: TrainConfig, out_dir: str | Path) -> TrainConfig:
+    return replace(config, out_dir=str(out_dir))
