@@ -82,7 +82,7 @@ def check_seed(seed: Any) -> int | list[int]:
     )
 
 
-def _labelme_shapes(cfg: SynthConfig) -> list[list[list[float]]] | None:
+def labelme_shapes(cfg: SynthConfig) -> list[list[list[float]]] | None:
     if cfg.pileups.labelme_prob <= 0:
         return None
     from dislotrack.runtime.synth.labelme import load_shapes
@@ -90,13 +90,14 @@ def _labelme_shapes(cfg: SynthConfig) -> list[list[list[float]]] | None:
     return load_shapes(cfg.pileups.labelme)
 
 
-def _background(
+def texture(
     cfg: SynthConfig, v: dict[str, Any], shape: tuple[int, int], rngs: dict[str, np.random.Generator]
 ) -> np.ndarray:
+    """Background texture before illumination, distractors and lines: Perlin or real patches."""
     if cfg.background.kind == "patches":
         from dislotrack.runtime.synth.patches import patch_texture
 
-        return patch_texture(cfg.background, v, shape, rngs["patches"], rngs["background"])
+        return patch_texture(cfg.background, v, shape, rngs["patches"])
     return perlin_texture(v, shape, rngs["background"])
 
 
@@ -106,11 +107,11 @@ def render(cfg: SynthConfig, seed: int | list[int], size: tuple[int, int]) -> Sy
     seed = check_seed(seed)
     rngs = streams(seed)
     bgv = sample_background(cfg.background, rngs["background"])
-    img = _background(cfg, bgv, shape, rngs)
+    img = texture(cfg, bgv, shape, rngs)
     illum = illumination(bgv, shape)
     if illum is not None:
         img *= illum
-    orients, pileups = sample_pileups(cfg, shape, rngs["geometry"], _labelme_shapes(cfg))
+    orients, pileups = sample_pileups(cfg, shape, rngs["geometry"], labelme_shapes(cfg))
     styles = sample_styles(cfg, pileups, rngs["style"])
     distractors = sample_distractors(cfg, shape, orients, pileups, rngs["distractors"])
     draw_distractors(img, distractors)

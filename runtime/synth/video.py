@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 
 from dislotrack.runtime.synth.config import SynthConfig, load_preset
-from dislotrack.runtime.synth.generator import check_seed, check_size
+from dislotrack.runtime.synth.generator import check_seed, check_size, labelme_shapes, texture
 from dislotrack.runtime.synth.scene import (
     draw_distractors,
     draw_lines,
     finish,
     illumination,
     noise_fields,
-    perlin_texture,
     sample_background,
     sample_distractors,
     sample_pileups,
@@ -303,8 +302,8 @@ def iter_video(config: VideoConfig) -> Iterator[VideoFrameTruth]:
     pad = math.ceil(cfg.drift * cfg.n_frames) + 2
     big = (h + 2 * pad, w + 2 * pad)
     bgv = sample_background(scene.background, rngs["background"])
-    canvas = perlin_texture(bgv, big, rngs["background"])
-    orients, pileups = sample_pileups(scene, shape, rngs["geometry"])
+    canvas = texture(scene, bgv, big, rngs)
+    orients, pileups = sample_pileups(scene, shape, rngs["geometry"], labelme_shapes(scene))
     styles = sample_styles(scene, pileups, rngs["style"])
     distractors = sample_distractors(scene, shape, orients, pileups, rngs["distractors"])
     draw_distractors(canvas, distractors, offset=(pad, pad))
