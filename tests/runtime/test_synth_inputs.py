@@ -80,7 +80,8 @@ def test_labelme_polylines_shape_the_dislocations(tmp_path) -> None:
     # An S-shaped polyline: across-chord offsets +, - along the chord.
     s_shape = [[0, 0], [25, 12], [50, 0], [75, -12], [100, 0]]
     _labelme_file(tmp_path / "s.json", s_shape)
-    s = generate("m1", seed=2, size=(256, 256), labelme=str(tmp_path), labelme_prob=1.0, point_noise=0.0)
+    inside = {"margin": 0.35, "slip_width": (60.0, 80.0), "spacing": (8.0, 12.0), "point_noise": 0.0}
+    s = generate("m1", seed=2, size=(256, 256), labelme=str(tmp_path), labelme_prob=1.0, **inside)
     pu = s.params["sampled"]["pileups"][0]
     assert pu["shape_uv"] == normalise(np.array(s_shape, dtype=float))
     checked = 0
