@@ -38,6 +38,7 @@ class LineConfig:
     fragment_px: float = 3.0  # a line whose points all lie this close to a longer line is a fragment
     gap_px: int = 2  # pieces of one mask closer than ~2 * gap_px belong to the same line
     min_length_px: float = 8.0
+    max_width_px: float = 20.0  # wider than this (pixels / bounding-box diagonal) is a blob, not a line
     smooth_px: float = 2.0  # Gaussian smoothing of the skeleton path before the spline (staircase)
     n_points: int = N_POINTS
 
@@ -298,8 +299,18 @@ def fit_line(xy: np.ndarray, n_points: int) -> tuple[np.ndarray, float, float]:
     return pts, length, float(curvature.mean())
 
 
+def line_like(cand: Candidate, max_width_px: float) -> bool:
+    """A line's mean width is its area over its length, and its length is at least the bounding
+    box's diagonal; so area / diagonal bounds the width from above, without skeletonising.
+    Blobs (an untrained model, a contamination spot) are rejected before the costly steps."""
+    h, w = cand.mask.shape
+    return cand.n_pixels / max(np.hypot(h, w), 1.0) <= max_width_px
+
+
 def candidate_line(cand: Candidate, config: LineConfig) -> Line | None:
-    """Centreline of one candidate in frame coordinates, or None when it is too short to be a line."""
+    """Centreline of one candidate in frame coordinates, or None when it is not a line."""
+    if not line_like(cand, config.max_width_px):
+        return None
     bridge = 0 if cand.connected else config.gap_px
     rc = skeleton_path(cand.mask, bridge)
     if len(rc) < 2:

@@ -30,29 +30,37 @@ class SpacingConfig:
     min_facing_points: int = 10  # fewer facing points than this: use all points
 
 
-def _project(points: np.ndarray, polyline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from each point to the polyline and whether its nearest point is an end of it."""
-    a, b = polyline[:-1], polyline[1:]
-    ab = b - a
-    denom = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-12)
-    t_raw = np.einsum("pqj,qj->pq", points[:, None, :] - a[None], ab) / denom
+def _project(points: np.ndarray, polylines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For (B, P, 2) points and (B, Q, 2) polylines: each point's distance to its polyline and
+    whether the nearest point is an end of it (the point lies beyond the polyline)."""
+    a, ab = polylines[:, :-1], np.diff(polylines, axis=1)  # (B, S, 2)
+    denom = np.maximum((ab**2).sum(axis=2), 1e-12)  # (B, S)
+    ap = points[:, :, None, :] - a[:, None]  # (B, P, S, 2)
+    t_raw = (ap * ab[:, None]).sum(axis=3) / denom[:, None]
     t = np.clip(t_raw, 0.0, 1.0)
-    dist = np.linalg.norm(points[:, None, :] - (a[None] + t[..., None] * ab[None]), axis=2)
-    k = dist.argmin(axis=1)
-    rows = np.arange(len(points))
-    at_end = ((k == 0) & (t_raw[rows, k] <= 0)) | ((k == len(ab) - 1) & (t_raw[rows, k] >= 1))
-    return dist[rows, k], at_end
+    d2 = ((ap - t[..., None] * ab[:, None]) ** 2).sum(axis=3)  # (B, P, S)
+    k = d2.argmin(axis=2)
+    t_k = np.take_along_axis(t_raw, k[..., None], axis=2)[..., 0]
+    at_end = ((k == 0) & (t_k <= 0)) | ((k == ab.shape[1] - 1) & (t_k >= 1))
+    return np.sqrt(np.take_along_axis(d2, k[..., None], axis=2)[..., 0]), at_end
 
 
-def _one_way(points: np.ndarray, other: np.ndarray, min_facing: int) -> float:
-    dist, at_end = _project(points, other)
-    facing = dist[~at_end]
-    return float(facing.mean() if facing.size >= min_facing else dist.mean())
+def _one_way(points: np.ndarray, others: np.ndarray, min_facing: int) -> np.ndarray:
+    dist, at_end = _project(points, others)
+    facing = ~at_end
+    n_facing = facing.sum(axis=1)
+    mean_facing = (dist * facing).sum(axis=1) / np.maximum(n_facing, 1)
+    return np.where(n_facing >= min_facing, mean_facing, dist.mean(axis=1))
+
+
+def line_distances(a: np.ndarray, b: np.ndarray, min_facing: int = 10) -> np.ndarray:
+    """Mean distance of each pair of (B, 50, 2) lines over their facing points, symmetric."""
+    return 0.5 * (_one_way(a, b, min_facing) + _one_way(b, a, min_facing))
 
 
 def line_distance(a: np.ndarray, b: np.ndarray, min_facing: int = 10) -> float:
     """Mean distance between two (50, 2) lines over their facing points, symmetric."""
-    return 0.5 * (_one_way(a, b, min_facing) + _one_way(b, a, min_facing))
+    return float(line_distances(a[None], b[None], min_facing)[0])
 
 
 def _direction(points: np.ndarray) -> np.ndarray:
@@ -61,44 +69,49 @@ def _direction(points: np.ndarray) -> np.ndarray:
     return d / n if n > 0 else np.array([1.0, 0.0])
 
 
-def _overlap(a: np.ndarray, b: np.ndarray, u: np.ndarray) -> float:
-    pa, pb = a @ u, b @ u
-    inter = min(pa.max(), pb.max()) - max(pa.min(), pb.min())
-    shorter = min(np.ptp(pa), np.ptp(pb))
-    return float(inter / shorter) if shorter > 0 else 0.0
+def _overlaps(points: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """(n, n) overlap along line i's direction of lines i and j, as a fraction of the shorter one."""
+    proj = np.einsum("jpk,ik->ijp", points, dirs)  # line j's points projected on line i's direction
+    lo, hi = proj.min(axis=2), proj.max(axis=2)
+    own_lo, own_hi = np.diag(lo)[:, None], np.diag(hi)[:, None]
+    inter = np.minimum(hi, own_hi) - np.maximum(lo, own_lo)
+    shorter = np.minimum(hi - lo, own_hi - own_lo)
+    return np.where(shorter > 0, inter / np.maximum(shorter, 1e-9), 0.0)
 
 
-def neighbour_pairs(points: Sequence[np.ndarray], config: SpacingConfig | None = None):
-    """(i, j, spacing_px) for the mutually nearest neighbours of a frame's lines, i < j."""
+def neighbour_pairs(
+    points: Sequence[np.ndarray], config: SpacingConfig | None = None
+) -> list[tuple[int, int, float]]:
+    """(i, j, spacing_px) for the mutually nearest neighbours of a frame's lines, i < j.
+
+    Ordering along the glide direction uses the centres' offsets along each line's normal (cheap,
+    all pairs at once); the exact mean distance is computed only for the pairs that result.
+    """
     config = config or SpacingConfig()
     n = len(points)
-    dirs = [_direction(p) for p in points]
-    centres = [p.mean(axis=0) for p in points]
-    cos_max = np.cos(np.radians(config.max_angle_deg))
-    best: dict[tuple[int, int], tuple[int, float]] = {}
+    if n < 2:
+        return []
+    pts = np.stack(points)
+    dirs = np.stack([_direction(p) for p in pts])
+    centres = pts.mean(axis=1)
+    normals = np.stack([-dirs[:, 1], dirs[:, 0]], axis=1)
+    offset = np.einsum("ijk,ik->ij", centres[None] - centres[:, None], normals)  # j relative to i
+    ok = np.abs(dirs @ dirs.T) >= np.cos(np.radians(config.max_angle_deg))
+    ok &= _overlaps(pts, dirs) >= config.min_overlap
+    np.fill_diagonal(ok, False)
+    nearest = np.full((n, 2), -1)
     for i in range(n):
-        for j in range(n):
-            if i == j:
-                continue
-            cos = float(dirs[i] @ dirs[j])
-            if abs(cos) < cos_max:
-                continue
-            u = dirs[i] + np.sign(cos) * dirs[j]
-            u = u / np.hypot(*u)
-            if _overlap(points[i], points[j], u) < config.min_overlap:
-                continue
-            # u follows line i's own orientation, so "side" is relative to line i
-            side = 1 if float((centres[j] - centres[i]) @ np.array([-u[1], u[0]])) > 0 else -1
-            d = line_distance(points[i], points[j], config.min_facing_points)
-            if d > config.max_spacing_px:
-                continue
-            if (i, side) not in best or d < best[(i, side)][1]:
-                best[(i, side)] = (j, d)
-    pairs = []
-    for (i, _side), (j, d) in best.items():
-        if i < j and any(best.get((j, s), (-1, 0.0))[0] == i for s in (1, -1)):
-            pairs.append((i, j, d))
-    return sorted(pairs)
+        for side, sel in enumerate((offset[i] > 0, offset[i] < 0)):
+            cand = np.flatnonzero(ok[i] & sel)
+            if cand.size:
+                nearest[i, side] = cand[np.argmin(np.abs(offset[i, cand]))]
+    mutual = sorted({(i, int(j)) for i in range(n) for j in nearest[i] if j > i and i in nearest[j]})
+    if not mutual:
+        return []
+    ii, jj = np.array(mutual).T
+    dist = line_distances(pts[ii], pts[jj], config.min_facing_points)
+    pairs = [(int(i), int(j), float(d)) for i, j, d in zip(ii, jj, dist, strict=True)]
+    return [p for p in pairs if p[2] <= config.max_spacing_px]
 
 
 def frame_spacings(lines: Sequence[Line], config: SpacingConfig | None = None) -> tuple[Spacing, ...]:

@@ -50,9 +50,11 @@ def cost_matrix(tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate:
     if not len(tracks) or not len(lines):
         return cost
     t, ln = np.stack(tracks), np.stack(lines)
-    near = _bbox_gap(t.min(axis=1), t.max(axis=1), ln.min(axis=1), ln.max(axis=1)) <= gate
-    for i, j in zip(*np.nonzero(near), strict=True):
-        cost[i, j] = mean_closest_distance(t[i], ln[j])
+    rows, cols = np.nonzero(_bbox_gap(t.min(axis=1), t.max(axis=1), ln.min(axis=1), ln.max(axis=1)) <= gate)
+    if rows.size:
+        diff = t[rows][:, :, None, :] - ln[cols][:, None, :, :]
+        d2 = diff[..., 0] ** 2 + diff[..., 1] ** 2  # (pairs, P, Q) squared distances
+        cost[rows, cols] = 0.5 * (np.sqrt(d2.min(axis=2)).mean(axis=1) + np.sqrt(d2.min(axis=1)).mean(axis=1))
     return cost
 
 

@@ -96,3 +96,10 @@ def test_curvature_of_an_arc_is_one_over_its_radius():
     lines, _ = _run([prob_map(line_mask(SHAPE, arc))])
     assert len(lines) == 1
     assert lines[0].curvature == pytest.approx(1 / radius, rel=0.15)
+
+
+def test_blobs_are_not_lines():
+    blob = np.zeros(SHAPE, dtype=bool)
+    blob[40:120, 50:140] = True
+    lines, _ = _run([prob_map(blob), prob_map(line_mask(SHAPE, curve(10, 10, 190, 20)))])
+    assert len(lines) == 1 and lines[0].channel == 1
