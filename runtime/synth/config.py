@@ -39,6 +39,8 @@ class BackgroundConfig:
     contrast: Range = (1.0, 1.0)  # texture contrast after the first filter
     gradient: Range = (0.0, 0.0)  # strength of a linear illumination ramp (fraction of grey)
     vignette: Range = (0.0, 0.0)  # darkening of the corners (fraction of grey)
+    bend: Range = (0.0, 0.0)  # strength of broad bend contours: 1 + bend * P5, P5 Perlin scaled to [-1, 1]
+    bend_lam: Range = (150.0, 400.0)  # lattice spacing of P5 (px)
     patch_dir: str = ""  # folder of dislocation-free real patches (kind = "patches")
     patch_opacity: Range = (0.3, 0.7)  # opacity of the second patch over the first
     patch_scale: Range = (0.8, 1.25)  # zoom of each patch before the crop
@@ -98,6 +100,12 @@ class DistractorConfig:
     dots: IntRange = (0, 20)  # small dark dots
     dot_radius: Range = (0.7, 2.5)
     dot_darkness: Range = (0.05, 0.35)
+    tangles: IntRange = (0, 0)  # clusters of short, randomly oriented dislocation segments (not in pile-ups)
+    tangle_radius: Range = (40.0, 120.0)
+    tangle_lines: IntRange = (8, 25)
+    tangle_length: Range = (15.0, 70.0)
+    tangle_thickness: Range = (1.0, 2.5)  # one width for all segments of an image
+    tangle_darkness: Range = (0.1, 0.4)
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,14 @@ _NON_NEGATIVE = {
     "dots",
     "dot_radius",
     "dot_darkness",
+    "bend",
+    "bend_lam",
+    "tangles",
+    "tangle_radius",
+    "tangle_lines",
+    "tangle_length",
+    "tangle_thickness",
+    "tangle_darkness",
 }
 _POSITIVE = {
     "lam1",
@@ -275,6 +291,10 @@ _POSITIVE = {
     "pair_spacing",
     "patch_scale",
     "contrast",
+    "bend_lam",
+    "tangle_radius",
+    "tangle_length",
+    "tangle_thickness",
 }
 _UNIT = {
     "wp",
@@ -293,6 +313,8 @@ _UNIT = {
     "level",
     "gradient",
     "vignette",
+    "bend",
+    "tangle_darkness",
 }
 
 

@@ -14,6 +14,7 @@ import scipy
 
 from dislotrack.runtime.synth.config import SynthConfig, load_preset
 from dislotrack.runtime.synth.scene import (
+    bend_field,
     draw_distractors,
     draw_lines,
     finish,
@@ -33,7 +34,7 @@ from dislotrack.runtime.synth.scene import (
 )
 
 FORMAT = "dislotrack-synth"
-VERSION = 1
+VERSION = 2  # bumped whenever the same record would render differently
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def render(cfg: SynthConfig, seed: int | list[int], size: tuple[int, int]) -> Sy
     rngs = streams(seed)
     bgv = sample_background(cfg.background, rngs["background"])
     img = texture(cfg, bgv, shape, rngs)
+    bend = bend_field(bgv, shape, rngs["background"])
+    if bend is not None:
+        img *= bend
     illum = illumination(bgv, shape)
     if illum is not None:
         img *= illum

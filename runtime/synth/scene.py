@@ -20,6 +20,7 @@ from dislotrack.runtime.synth.render import (
     LineRaster,
     band_line,
     blur,
+    draw_curves,
     draw_spot,
     polyline_length,
     rasterize_line,
@@ -66,7 +67,19 @@ def sample_background(cfg: BackgroundConfig, rng: np.random.Generator) -> dict[s
     }
     v["gradient_angle"] = float(rng.uniform(0.0, 2.0 * np.pi))
     v["vignette_center"] = [float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7))]
+    v["bend"] = _u(rng, cfg.bend)
+    v["bend_lam"] = _u(rng, cfg.bend_lam)
     return v
+
+
+def bend_field(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray | None:
+    """Broad bend contours of the foil: 1 + bend * P5 with P5 a coarse Perlin field scaled to [-1, 1]."""
+    if v["bend"] <= 0:
+        return None
+    p5 = perlin(shape, v["bend_lam"], rng)
+    p5 *= np.float32(v["bend"] / max(float(np.abs(p5).max()), 1e-6))
+    p5 += np.float32(1.0)
+    return p5
 
 
 def perlin_texture(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -116,12 +129,16 @@ def illumination(v: dict[str, Any], shape: tuple[int, int]) -> np.ndarray | None
 
 
 def noise_fields(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Spatial weight of the second noise: noise_weight * sigma(P4), sigma the logistic function."""
+    """Spatial weight of the second noise: noise_weight * contrast * sigma(P4), sigma the logistic function.
+
+    The factor ``contrast`` (the tone of the texture) keeps the noise in proportion to the texture, as if
+    the tone were applied after the paper's whole procedure.
+    """
     p4 = perlin(shape, v["lam4"], rng)
     p4 *= np.float32(-4.0 / max(float(np.abs(p4).max()), 1e-6))
     np.exp(p4, out=p4)
     p4 += np.float32(1.0)
-    return np.float32(v["noise_weight"]) / p4
+    return np.float32(v["noise_weight"] * v["contrast"]) / p4
 
 
 def finish(img: np.ndarray, weight: np.ndarray, s2: float, rng: np.random.Generator) -> np.ndarray:
@@ -414,7 +431,21 @@ def sample_distractors(
         "radii": [_u(rng, dc.dot_radius) for _ in range(nd)],
         "darkness": [_u(rng, dc.dot_darkness) for _ in range(nd)],
     }
-    return {"traces": tr, "boundaries": bd, "dots": dots}
+    tangles = []
+    for _ in range(_i(rng, dc.tangles)):
+        c = rng.uniform([0, 0], [w, h])
+        radius = _u(rng, dc.tangle_radius)
+        segs = []
+        for _ in range(_i(rng, dc.tangle_lines)):
+            mid = c + rng.normal(0.0, radius / 2, size=2)
+            ang = float(rng.uniform(0, np.pi))
+            length = _u(rng, dc.tangle_length)
+            d = np.array([math.cos(ang), math.sin(ang)]) * length / 2
+            bow = np.array([-d[1], d[0]]) * float(rng.uniform(-0.6, 0.6))
+            pts = np.stack([mid - d, mid + bow, mid + d])
+            segs.append({"points": pts.round(3).tolist(), "darkness": _u(rng, dc.tangle_darkness)})
+        tangles.append({"thickness": _u(rng, dc.tangle_thickness), "segments": segs})
+    return {"traces": tr, "boundaries": bd, "dots": dots, "tangles": tangles}
 
 
 def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, float] = (0.0, 0.0)) -> None:
@@ -447,6 +478,12 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
     dots = d["dots"]
     for (cx, cy), rad, dark in zip(dots["centers"], dots["radii"], dots["darkness"], strict=True):
         draw_spot(img, cx + ox, cy + oy, rad, dark)
+    for t in d.get("tangles", []):
+        curves = []
+        for seg in t["segments"]:
+            sup = np.asarray(seg["points"]) + np.array([ox, oy])
+            curves.append((spline(sup), seg["darkness"]))
+        draw_curves(img, curves, t["thickness"])
 
 
 # ---------------------------------------------------------------------------------------------- lines

@@ -22,6 +22,7 @@ import numpy as np
 from dislotrack.runtime.synth.config import SynthConfig, load_preset
 from dislotrack.runtime.synth.generator import check_seed, check_size, labelme_shapes, texture
 from dislotrack.runtime.synth.scene import (
+    bend_field,
     draw_distractors,
     draw_lines,
     finish,
@@ -303,6 +304,9 @@ def iter_video(config: VideoConfig) -> Iterator[VideoFrameTruth]:
     big = (h + 2 * pad, w + 2 * pad)
     bgv = sample_background(scene.background, rngs["background"])
     canvas = texture(scene, bgv, big, rngs)
+    bend = bend_field(bgv, big, rngs["background"])
+    if bend is not None:
+        canvas *= bend
     orients, pileups = sample_pileups(scene, shape, rngs["geometry"], labelme_shapes(scene))
     styles = sample_styles(scene, pileups, rngs["style"])
     distractors = sample_distractors(scene, shape, orients, pileups, rngs["distractors"])

@@ -237,3 +237,14 @@ def test_clip_to_view_cuts_at_the_border() -> None:
     assert clip_to_view(pts + np.array([0.0, 100.0]), (30, 40)) is None
     inside = pts[25:40]
     assert clip_to_view(inside, (30, 40)) is inside
+
+
+def test_distractors_change_the_image_but_never_the_labels() -> None:
+    base = generate("m2", seed=5, size=SIZE, tangles=(0, 0), bend=0.0)
+    for extra in ({"tangles": (2, 2), "bend": 0.0}, {"tangles": (0, 0), "bend": 0.5}):
+        other = generate("m2", seed=5, size=SIZE, **extra)
+        assert np.array_equal(other.masks, base.masks) and np.array_equal(other.labels, base.labels)
+        assert np.abs(other.image - base.image).max() > 0.05
+    tangled = generate("m2", seed=5, size=SIZE, tangles=(2, 2), bend=0.0)
+    segs = [seg for t in tangled.params["sampled"]["distractors"]["tangles"] for seg in t["segments"]]
+    assert len(segs) >= 16

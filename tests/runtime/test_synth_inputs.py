@@ -25,7 +25,15 @@ def patch_dir(tmp_path):
 
 
 def test_patch_background_blends_two_patches(patch_dir) -> None:
-    quiet = {"noise_weight": 0.0, "gradient": 0.0, "vignette": 0.0, "dots": (0, 0), "boundaries": (0, 0)}
+    quiet = {
+        "noise_weight": 0.0,
+        "gradient": 0.0,
+        "vignette": 0.0,
+        "bend": 0.0,
+        "dots": (0, 0),
+        "boundaries": (0, 0),
+    }
+    quiet |= {"extra_traces": (0, 0), "trace_prob": 0.0}
     s = generate("m1", seed=1, size=SIZE, kind="patches", patch_dir=str(patch_dir), lines=(1, 1), **quiet)
     bg = s.params["sampled"]["background"]
     assert len(bg["patches"]) == 2 and {p["file"] for p in bg["patches"]} <= {"dark.png", "bright.png"}
