@@ -151,6 +151,17 @@ def hardware() -> str:
     return f"{name}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
 
 
+def samples_fingerprint(samples: Sequence[Sample]) -> str:
+    """Short hash of a validation set, to notice when a resumed run validates on different images."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for image, masks in samples:
+        h.update(np.ascontiguousarray(image).tobytes())
+        h.update(np.packbits(masks).tobytes())
+    return h.hexdigest()[:16]
+
+
 def lr_at(step: int, config: TrainConfig) -> float:
     """Linear warm-up then cosine decay to 5 % over the planned steps."""
     total = max(config.epochs * config.steps_per_epoch, 1)
@@ -283,6 +294,10 @@ def train(
     state.setdefault("hardware", hardware())
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     val_samples = validation_set(config) if val_samples is None else val_samples
+    fingerprint = samples_fingerprint(val_samples)
+    if state.get("val_fingerprint") != fingerprint:
+        # A different validation set (new generator version, other preset) makes old scores incomparable.
+        state.update(best=-1.0, val_fingerprint=fingerprint)
     factory = make_samples or SyntheticSamples(config.data)
     # A resumed run continues the stream from a new seed instead of replaying the first images.
     dataset = _Batches(
