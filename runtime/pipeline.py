@@ -30,7 +30,7 @@ from dislotrack.runtime.model import ModelFile
 from dislotrack.runtime.results import Frame, FrameResult, Line
 from dislotrack.runtime.sources import FrameSource, open_source
 from dislotrack.runtime.spacing import SpacingConfig, frame_spacings
-from dislotrack.runtime.tiling import TileConfig, needs_tiling, predict_lines_tiled
+from dislotrack.runtime.tiling import TileConfig, halved, is_saturated, needs_tiling, predict_lines_tiled
 from dislotrack.runtime.tracking import Linker, TrackerConfig
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,26 @@ def _read(source: Iterable[Frame], out: queue.Queue, halt: threading.Event) -> N
 
 
 def post_process(
-    frame: Frame, probs: np.ndarray, threshold: float, config: PipelineConfig
+    frame: Frame,
+    probs: np.ndarray,
+    threshold: float,
+    config: PipelineConfig,
+    model: ProbabilityModel | None = None,
 ) -> tuple[tuple[Line, ...], np.ndarray | None, float]:
-    """Lines (and label image) of one frame from its (N, H, W) probabilities, with the time taken."""
+    """Lines (and label image) of one frame from its (N, H, W) probabilities, with the time taken.
+
+    When nearly every mask holds a distinct line the frame may hold more dislocations than the model
+    has masks; then (given the model) it is run again as tiles of half its size and stitched.
+    """
     t0 = time.perf_counter()
     lines, labels = extract_lines(probs, threshold, config.lines, config.with_labels)
+    if model is not None and is_saturated(len(lines), probs.shape[0], config.tiling):
+        smaller = halved(frame.image.shape, config.tiling)
+        if smaller is not None:
+            log.debug("frame %d: %d lines in %d masks, retiling", frame.index, len(lines), probs.shape[0])
+            lines, labels = predict_lines_tiled(
+                model, frame.image, threshold, config.lines, smaller, config.with_labels
+            )
     return lines, labels, time.perf_counter() - t0
 
 
@@ -162,7 +177,7 @@ class _Inference:
         infer_s = (time.perf_counter() - t0) / len(batch)
         jobs = []
         for i, (frame, decode_s) in enumerate(batch):
-            job = self.pool.submit(post_process, frame, probs[i], self.threshold, self.config)
+            job = self.pool.submit(post_process, frame, probs[i], self.threshold, self.config, self.model)
             jobs.append((frame, decode_s, infer_s, job))
         return jobs
 

@@ -8,8 +8,9 @@ overlap are merged into one before skeletonising, so a line crossing a tile bord
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,21 @@ class TileConfig:
     tile: int = 512
     overlap: int = 64
     batch: int = 4
+    saturated_fraction: float = 0.9  # this share of the N masks holding distinct lines: retile
+    min_tile: int = 128
+
+
+def is_saturated(n_lines: int, n_masks: int, config: TileConfig) -> bool:
+    """Distinct lines in nearly every mask: the frame may hold more dislocations than N masks can."""
+    return config.saturated_fraction > 0 and n_lines >= math.ceil(config.saturated_fraction * n_masks)
+
+
+def halved(shape: tuple[int, ...], config: TileConfig) -> TileConfig | None:
+    """Tiles of about half the frame (multiple of 32) for a saturated frame; None if too small."""
+    side = -(-(max(shape[:2]) // 2 + config.overlap) // 32) * 32
+    if side < config.min_tile or side >= max(shape[:2]):
+        return None
+    return replace(config, tile=side)
 
 
 def needs_tiling(shape: tuple[int, ...], config: TileConfig) -> bool:

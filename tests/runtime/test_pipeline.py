@@ -135,3 +135,38 @@ def test_tiled_frames_give_the_same_lines_as_whole_frames(model):
     assert len(whole.lines) == len(tiled.lines) == 3
     lengths = sorted(ln.length_px for ln in whole.lines)
     np.testing.assert_allclose(sorted(ln.length_px for ln in tiled.lines), lengths, rtol=0.03)
+
+
+class FewMasksModel:
+    """A model with only ``n`` masks: the ``n`` largest bright lines of its input, one per mask."""
+
+    provider = "test"
+    threshold = 0.5
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, []
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        from scipy import ndimage
+
+        self.calls.append(images.shape)
+        out = np.zeros((len(images), self.n, *images.shape[1:]), np.float32)
+        for b, image in enumerate(images):
+            labels, _ = ndimage.label(image > 128, structure=np.ones((3, 3)))
+            sizes = np.bincount(labels.ravel())[1:]
+            for c, lab in enumerate(np.argsort(sizes)[::-1][: self.n]):
+                out[b, c] = labels == lab + 1
+        return out
+
+
+def test_a_frame_with_more_lines_than_masks_is_retiled():
+    """Two pile-ups of four lines and a model with five masks: half-size tiles see all eight."""
+    shape = (512, 512)
+    xy = [curve(x0, y, x0 + 150, y + 10) for x0 in (20, 340) for y in (100, 180, 260, 340)]
+    frame = Frame(0, 0.0, _bright_lines(shape, xy))
+    model = FewMasksModel(5)
+    result = next(iter(iter_results([frame], model=model, track=False)))
+    assert len(result.lines) == 8
+    assert any(s[1:] != shape for s in model.calls)  # tiles were run
+    off = PipelineConfig(tiling=TileConfig(saturated_fraction=0.0))
+    assert len(next(iter(iter_results([frame], model=FewMasksModel(5), track=False, config=off))).lines) == 5
