@@ -448,7 +448,7 @@ def open_source(
     fcfg = (follow_config or FollowConfig()) if follow else None
     if text.startswith("v4l2://") or text.startswith("/dev/video"):
         device = text.removeprefix("v4l2://")
-        return VideoSource(device, av_format="v4l2", live=True)
+        return VideoSource(device, av_format="v4l2", live=True, strict=False)
     if _is_url(text):
         scheme = text.split("://", 1)[0].lower()
         if scheme == "file":
@@ -456,7 +456,7 @@ def open_source(
         if scheme not in STREAM_SCHEMES:
             raise ValueError(f"unsupported source URL scheme {scheme!r} in {text}")
         options = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}
-        return VideoSource(text, options=options, live=True)
+        return VideoSource(text, options=options, live=True, strict=False)  # a lost packet is not fatal
     path = Path(text).expanduser()
     if path.is_dir():
         return ImageFolderSource(str(path), frame_interval_s, fcfg)
@@ -468,4 +468,5 @@ def open_source(
         return TiffStackSource(str(path), frame_interval_s)
     if path.suffix.lower() == ".png":
         return ImageFolderSource(str(path), frame_interval_s)
-    return VideoSource(str(path), follow=fcfg)
+    # A file being written ends in a partial packet: strict decoding would call that corruption.
+    return VideoSource(str(path), follow=fcfg, strict=not follow)
