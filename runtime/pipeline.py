@@ -312,5 +312,5 @@ def _shutdown(
     for t in threads:
         t.join(timeout=reader_wait_s if t.name == "dislotrack-read" else 10.0)
         if t.is_alive():
-            log.warning("pipeline thread %s still running after shutdown", t.name)
+            log.debug("pipeline thread %s still running after shutdown (its source is blocking)", t.name)
     pool.shutdown(wait=True, cancel_futures=True)
