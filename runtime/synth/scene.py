@@ -18,8 +18,8 @@ from dislotrack.runtime.synth.config import BackgroundConfig, SynthConfig
 from dislotrack.runtime.synth.perlin import perlin
 from dislotrack.runtime.synth.render import (
     LineRaster,
-    band_line,
     blur,
+    draw_bands,
     draw_curves,
     draw_spot,
     polyline_length,
@@ -280,7 +280,7 @@ def spline(support: np.ndarray, step: float = 0.5) -> np.ndarray:
     if len(support) < 3:
         return resample(support, step) if len(support) > 1 else support
     tau = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(support, axis=0).T))])
-    n = max(math.ceil(1.3 * tau[-1] / step), 8)
+    n = max(math.ceil(1.3 * tau[-1] / 2.0), 8)  # every ~2 px: chords then deviate < 0.05 px from the curve
     dense = natural_cubic(tau, support, np.linspace(0.0, tau[-1], n))
     return resample(dense, step)
 
@@ -448,6 +448,13 @@ def sample_distractors(
     return {"traces": tr, "boundaries": bd, "dots": dots, "tangles": tangles}
 
 
+def _bezier(p: np.ndarray, step: float = 0.5) -> np.ndarray:
+    """Quadratic Bezier curve with control points p (3, 2), sampled about every ``step`` px."""
+    n = max(math.ceil((np.hypot(*(p[1] - p[0])) + np.hypot(*(p[2] - p[1]))) / step), 2)
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return (1 - t) ** 2 * p[0] + 2 * t * (1 - t) * p[1] + t * t * p[2]
+
+
 def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, float] = (0.0, 0.0)) -> None:
     h, w = img.shape
     ox, oy = offset
@@ -458,6 +465,7 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
         dist = ys[:, None] + xs[None, :]
         dist *= np.float32(1.0 / b["softness"])
         img *= 1.0 + np.float32(b["step"]) * (0.5 + 0.5 * np.tanh(dist))
+    bands = []
     for t in d["traces"]:
         sig = t["width"] / 2.3548
         c, gap = t["contrast"], t["gap"]
@@ -474,15 +482,15 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
                 return c * np.exp(-(x**2) / (2 * sig**2))
 
         p = np.asarray(t["point"]) + np.array([ox, oy])
-        band_line(img, p, np.asarray(t["dir"]), prof, 3 * sig + gap / 2 + 1)
+        bands.append((p, np.asarray(t["dir"]), prof, 3 * sig + gap / 2 + 1))
+    draw_bands(img, bands)
     dots = d["dots"]
     for (cx, cy), rad, dark in zip(dots["centers"], dots["radii"], dots["darkness"], strict=True):
         draw_spot(img, cx + ox, cy + oy, rad, dark)
     for t in d.get("tangles", []):
         curves = []
         for seg in t["segments"]:
-            sup = np.asarray(seg["points"]) + np.array([ox, oy])
-            curves.append((spline(sup), seg["darkness"]))
+            curves.append((_bezier(np.asarray(seg["points"]) + np.array([ox, oy])), seg["darkness"]))
         draw_curves(img, curves, t["thickness"])
 
 
