@@ -1,0 +1,60 @@
+"""The shipped default model through the whole runtime: synthetic video with truth, and the real video.
+
+Slow (CPU inference of a U-Net++); the figures are printed for the README, the assertions check the
+contract and that the model finds most true lines of a clean pile-up.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dislotrack.runtime.evaluation import evaluate
+from dislotrack.runtime.inference import InferenceConfig, Predictor
+from dislotrack.runtime.model import default_model_path
+from dislotrack.runtime.pipeline import iter_results
+from dislotrack.runtime.results import N_POINTS, Frame
+from dislotrack.runtime.synth import clean_pileup, iter_video
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    try:
+        default_model_path()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.skip(f"no shipped model: {exc}")
+    return Predictor(None, InferenceConfig(device="cpu"))
+
+
+def test_card_and_metadata_agree(predictor):
+    card = predictor.model.card
+    assert card is not None and card["default"] is True and card["sha256"] == predictor.model.sha256
+    for key in ("n_masks", "mean", "std", "threshold", "input_multiple"):
+        assert card[key] == predictor.meta.raw[key]
+
+
+def test_shipped_model_on_a_clean_synthetic_pile_up(predictor):
+    video = list(iter_video(clean_pileup(n_frames=30, seed=11)))
+    frames = [Frame(f.index, f.time_s, f.image) for f in video]
+    results = list(iter_results(frames, model=predictor))
+    report = evaluate([f.lines for f in video], [r.lines for r in results])
+    print("shipped model, clean pile-up (30 frames, seed 11):", json.dumps(report.summary()))
+    assert len(results) == 30
+    assert all(ln.points.shape == (N_POINTS, 2) for r in results for ln in r.lines)
+    assert report.recall > 0.5
+
+
+def test_shipped_model_on_the_real_video(predictor, realdata_dir):
+    results = list(iter_results(realdata_dir / "tanaka-8um.mp4", model=predictor))
+    per_frame = [len(r.lines) for r in results]
+    tracks = {ln.track_id for r in results for ln in r.lines}
+    spacings = [s.spacing_px for r in results for s in r.spacings]
+    print(
+        f"shipped model, real video: {len(results)} frames, {np.mean(per_frame):.1f} lines/frame, "
+        f"{len(tracks)} tracks, median spacing {np.median(spacings) if spacings else float('nan'):.1f} px"
+    )
+    assert len(results) == 326
