@@ -97,3 +97,33 @@ def test_metadata_validation():
         ModelMeta.from_json(json.dumps({"n_masks": 3}))
     with pytest.raises(ValueError, match="invalid"):
         ModelMeta.from_json(json.dumps(metadata(std=0.0)))
+
+
+def _package(tmp_path, monkeypatch, cards: dict[str, bool]):
+    from dislotrack.runtime import model as model_module
+
+    for name, default in cards.items():
+        path = write_model(tmp_path / f"{name}.onnx", metadata(n_masks=2))
+        card = json.loads(path.with_suffix(".json").read_text())
+        path.with_suffix(".json").write_text(json.dumps({**card, "default": default}))
+    monkeypatch.setattr(model_module.resources, "files", lambda package: tmp_path)
+
+
+def test_default_model_is_the_card_marked_default(tmp_path, monkeypatch):
+    from dislotrack.runtime.model import default_model_path
+
+    _package(tmp_path, monkeypatch, {"old": False, "new": True})
+    assert default_model_path() == tmp_path / "new.onnx"
+    pred = Predictor(None, InferenceConfig(device="cpu"))
+    assert pred.model.name == "new" and pred.model.card["default"] is True
+
+
+def test_no_or_two_default_cards_are_errors(tmp_path, monkeypatch):
+    from dislotrack.runtime.model import default_model_path
+
+    _package(tmp_path, monkeypatch, {"a": False})
+    with pytest.raises(FileNotFoundError, match="no shipped default model"):
+        default_model_path()
+    _package(tmp_path, monkeypatch, {"a": True, "b": True})
+    with pytest.raises(RuntimeError, match="more than one"):
+        default_model_path()
