@@ -67,6 +67,7 @@ class PileupConfig:
     pair_prob: float = 0.1  # chance that a spacing is a nearly touching pair
     pair_spacing: Range = (1.0, 2.5)  # spacing of such pairs (px)
     margin: float = 0.1  # pile-up centres keep this fraction of the size from the border
+    min_separation: float = 0.0  # pile-up centres at least this fraction of the size apart (if possible)
     min_visible_length: float = 8.0  # shorter visible parts are neither drawn nor labelled (px)
     labelme: str = ""  # file or folder of labelme JSON polylines used as support-point shapes
     labelme_prob: float = 0.0  # chance that a pile-up takes its shape from a labelme polyline
@@ -276,6 +277,7 @@ _NON_NEGATIVE = {
     "tangle_length",
     "tangle_thickness",
     "tangle_darkness",
+    "min_separation",
 }
 _POSITIVE = {
     "lam1",

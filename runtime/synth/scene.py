@@ -178,6 +178,11 @@ def sample_pileups(
         width = _u(rng, pc.slip_width)
         m = pc.margin
         center = [float(rng.uniform(m * w, (1 - m) * w)), float(rng.uniform(m * h, (1 - m) * h))]
+        sep = pc.min_separation * min(h, w)
+        for _ in range(30):  # keep pile-ups apart when asked (videos: distinct groups to follow)
+            if sep <= 0 or all(math.dist(center, q["center"]) >= sep for q in pileups):
+                break
+            center = [float(rng.uniform(m * w, (1 - m) * w)), float(rng.uniform(m * h, (1 - m) * h))]
         bow = _u(rng, pc.bow) * (1.0 if rng.random() < 0.5 else -1.0)
         n_sup = _i(rng, pc.support_points)
         shape_uv = None

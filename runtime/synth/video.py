@@ -50,8 +50,11 @@ class VideoConfig:
     size: tuple[int, int] = (512, 512)  # (H, W), both even (MPEG-4)
     n_frames: int = 100
     fps: float = 22.0
-    pileups: tuple[int, int] = (2, 2)  # pile-ups in the scene (with enter_leave: one enters, one leaves)
-    lines: tuple[int, int] = (6, 9)  # dislocations per pile-up (at most 20 in all)
+    pileups: tuple[int, int] = (
+        3,
+        3,
+    )  # pile-ups (with enter_leave: one enters, one leaves, one stays in view)
+    lines: tuple[int, int] = (5, 6)  # dislocations per pile-up (at most 20 in all)
     spacing: tuple[float, float] = (12.0, 30.0)  # spacing at the head of a pile-up (px)
     glide_speed: float = 2.0  # px per frame while a pile-up moves
     pin_prob: float = 0.08  # per frame: a moving pile-up gets pinned
@@ -100,7 +103,8 @@ class VideoConfig:
         self.scene_config()  # validates preset and overrides
 
     def scene_config(self) -> SynthConfig:
-        ov = {"n": self.pileups, "lines": self.lines, "spacing": self.spacing, **self.overrides}
+        ov = {"n": self.pileups, "lines": self.lines, "spacing": self.spacing, "min_separation": 0.4}
+        ov.update(self.overrides)
         return load_preset(self.preset).with_overrides(**ov)
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,11 +206,11 @@ def _visible_interval(
 
 
 def _motion(
-    cfg: VideoConfig, pu: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator, entering: bool
+    cfg: VideoConfig, pu: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator, role: str
 ) -> np.ndarray:
     """Positions (T, k) along the traces: jerky glide, slowly changing spacings, no overtaking.
 
-    With ``enter_leave`` an ``entering`` pile-up glides in across the edge of the view, the others glide out.
+    ``role``: "enter" glides in across the edge of the view, "leave" glides out, "stay" stays in view.
     """
     T = cfg.n_frames
     pos0 = np.asarray(pu["positions"], dtype=np.float64)
@@ -234,17 +238,17 @@ def _motion(
     travel = float(vel[:, 0].sum())
     extent = float(gaps.sum() * (1.0 + cfg.spacing_change))
     # Where is the head at the start? Lines must fit the view (clean) or stream through it (enter/leave).
-    whole = not cfg.enter_leave
+    whole = role == "stay"
     lo, hi = _visible_interval(pu, 0, shape, 2.0, whole)
     if k > 1:
         lo_b, hi_b = _visible_interval(pu, k - 1, shape, 2.0, whole)
         lo, hi = max(lo, lo_b), min(hi, hi_b)
     if direction < 0:
         lo, hi = -hi, -lo
-    if cfg.enter_leave and entering:
+    if role == "enter":
         # The pile-up straddles the edge it glides in from: its tail starts outside and enters.
         head0 = lo + 0.5 * extent / (1.0 + cfg.spacing_change) + 5.0
-    elif cfg.enter_leave:
+    elif role == "leave":
         # The head starts in view near the far edge and leaves about 30 % into the glide.
         head0 = hi - max(0.3 * travel, 5.0)
     else:
@@ -313,7 +317,8 @@ def iter_video(config: VideoConfig) -> Iterator[VideoFrameTruth]:
     draw_distractors(canvas, distractors, offset=(pad, pad))
     illum = illumination(bgv, shape)
     weight = noise_fields(bgv, shape, rngs["noise"]) * np.float32(cfg.noise)
-    positions = [_motion(cfg, pu, shape, motion_rng, entering=p % 2 == 0) for p, pu in enumerate(pileups)]
+    roles = ("enter", "leave", "stay") if cfg.enter_leave else ("stay",)
+    positions = [_motion(cfg, pu, shape, motion_rng, roles[p % len(roles)]) for p, pu in enumerate(pileups)]
     drift = _drift(cfg, motion_rng)
     flicker = 1.0 + cfg.flicker * motion_rng.standard_normal(cfg.n_frames)
     ids = {}
