@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.interpolate import splev, splprep
+from scipy.linalg.lapack import dgtsv
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from skimage.morphology import skeletonize
@@ -283,17 +283,29 @@ def smooth_path(xy: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[pad:-pad]
 
 
+def spline_derivatives(pts: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """First and second derivatives, at the knots, of the natural cubic spline through (n, 2)
+    points spaced ``h`` apart in arc length (one tridiagonal solve for both coordinates)."""
+    n = len(pts)
+    rhs = 6.0 / h**2 * (pts[2:] - 2 * pts[1:-1] + pts[:-2])
+    ones = np.ones(n - 3)
+    m = np.zeros_like(pts)
+    m[1:-1] = dgtsv(ones, np.full(n - 2, 4.0), ones, rhs)[3]  # LAPACK tridiagonal solve
+    d1 = np.empty_like(pts)
+    d1[:-1] = (pts[1:] - pts[:-1]) / h - h * (2 * m[:-1] + m[1:]) / 6
+    d1[-1] = (pts[-1] - pts[-2]) / h + h * (m[-2] + 2 * m[-1]) / 6
+    return d1, m
+
+
 def fit_line(xy: np.ndarray, n_points: int) -> tuple[np.ndarray, float, float]:
-    """Equally spaced points, length and mean |curvature| of a cubic spline through a smooth path."""
+    """Equally spaced points, length and mean |curvature| of the cubic spline through them."""
     s = _arclength(xy)
     length = float(s[-1])
     targets = np.linspace(0.0, length, n_points)
     pts = np.stack([np.interp(targets, s, xy[:, 0]), np.interp(targets, s, xy[:, 1])], axis=1)
     if length <= 0 or n_points < 4:
         return pts, length, 0.0
-    tck, _ = splprep([pts[:, 0], pts[:, 1]], u=targets, k=3, s=0)  # interpolating cubic spline
-    d1 = np.stack(splev(targets, tck, der=1), axis=1)
-    d2 = np.stack(splev(targets, tck, der=2), axis=1)
+    d1, d2 = spline_derivatives(pts, targets[1])
     speed = np.maximum(np.hypot(d1[:, 0], d1[:, 1]), 1e-9)
     curvature = np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / speed**3
     return pts, length, float(curvature.mean())

@@ -103,3 +103,16 @@ def test_blobs_are_not_lines():
     blob[40:120, 50:140] = True
     lines, _ = _run([prob_map(blob), prob_map(line_mask(SHAPE, curve(10, 10, 190, 20)))])
     assert len(lines) == 1 and lines[0].channel == 1
+
+
+def test_spline_derivatives_match_a_natural_cubic_spline():
+    from scipy.interpolate import CubicSpline
+
+    from dislotrack.runtime.lines import spline_derivatives
+
+    s = np.linspace(0, 200, N_POINTS)
+    pts = np.stack([s + 5 * np.cos(s / 20), 10 * np.sin(s / 30)], axis=1)
+    ref = CubicSpline(s, pts, axis=0, bc_type="natural")
+    d1, d2 = spline_derivatives(pts, s[1])
+    np.testing.assert_allclose(d1, ref(s, 1), atol=1e-9)
+    np.testing.assert_allclose(d2, ref(s, 2), atol=1e-9)
