@@ -138,3 +138,12 @@ def test_truncated_video_is_reported(tmp_path, tiny, capsys):
     code, err = _run(capsys, video, "--out", tmp_path / "o", "--model", tiny)
     assert code == 2 and "truncated" in err
     assert json.loads((tmp_path / "o" / "cut" / "run.json").read_text())["status"] == "failed"
+
+
+def test_unsupported_codec_is_a_clear_error(tmp_path, tiny, capsys):
+    video = write_video(tmp_path / "odd.avi", _frames(4))
+    data = video.read_bytes()
+    assert b"FMP4" in data
+    video.write_bytes(data.replace(b"FMP4", b"ZZZZ"))  # a FourCC no decoder knows
+    code, err = _run(capsys, video, "--out", tmp_path / "o", "--model", tiny)
+    assert code == 2 and "unsupported video codec" in err and err.count("\n") == 1
