@@ -35,6 +35,15 @@ def to_display(image: np.ndarray) -> np.ndarray:
     return np.clip(scaled * 255, 0, 255).astype(np.uint8)
 
 
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size only
+        return ImageFont.load_default()
+
+
 def draw_overlay(result: FrameResult, max_side: int = 1024) -> np.ndarray:
     """(H, W, 3) uint8 RGB frame with lines and track IDs, even-sized for yuv420p video."""
     from PIL import Image, ImageDraw
@@ -47,16 +56,16 @@ def draw_overlay(result: FrameResult, max_side: int = 1024) -> np.ndarray:
         img = img.resize((max(2, round(w * scale)), max(2, round(h * scale))))
     draw = ImageDraw.Draw(img)
     width = max(1, round(2 * max(scale, 0.5)))
+    font = _font(max(10, round(min(img.size) / 32)))
     for line in result.lines:
         pts = [(float(x) * scale, float(y) * scale) for x, y in line.points]
         colour = track_colour(line.track_id)
         draw.line(pts, fill=colour, width=width)
         label = str(line.track_id) if line.track_id >= 0 else "?"
-        x, y = pts[0]
-        draw.text((x + 3, y + 3), label, fill=colour)
-    draw.text(
-        (4, 4), f"#{result.index}  {result.time_s:.3f} s  {len(result.lines)} lines", fill=(255, 255, 0)
-    )
+        x, y = pts[len(pts) // 2]
+        draw.text((x + 4, y - 4), label, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    caption = f"frame {result.index}  {result.time_s:.3f} s  {len(result.lines)} lines"
+    draw.text((4, 4), caption, fill=(255, 255, 0), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     rgb = np.asarray(img)
     return rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
 
