@@ -1,4 +1,4 @@
-"""The deployed runtime must work where torch cannot even be imported."""
+"""The deployed runtime must work where torch (and the optional matplotlib) cannot be imported."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import subprocess
 import sys
 import textwrap
 
-from media import ramp_frames, write_video
+import numpy as np
+from drawing import curve, line_mask
+from media import write_video
 from onnx_models import metadata, write_model
 
 BLOCKER = textwrap.dedent(
     """
     import importlib.abc, sys
 
-    BLOCKED = ("torch", "torchvision", "segmentation_models_pytorch", "PySide6", "pyqtgraph")
+    BLOCKED = ("torch", "torchvision", "segmentation_models_pytorch", "PySide6", "pyqtgraph", "matplotlib")
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -34,9 +36,15 @@ RUN = textwrap.dedent(
     import dislotrack.runtime as rt
     for mod in pkgutil.walk_packages(rt.__path__, "dislotrack.runtime."):
         importlib.import_module(mod.name)
+    from pathlib import Path
+    from dislotrack.runtime.batch import ProcessOptions, process
     from dislotrack.runtime.pipeline import iter_results
     results = list(iter_results(sys.argv[1], model=sys.argv[2], device="cpu"))
     assert len(results) == 5, len(results)
+    (summary,) = process([sys.argv[1]], sys.argv[3], sys.argv[2], ProcessOptions(progress=False))
+    assert summary["frames"] == 5 and summary["status"] == "complete", summary
+    assert summary["spacings"] == 5, summary  # a figure was due: matplotlib's absence is no error
+    assert not (Path(summary["out"]) / "spacing.png").exists()
     leaked = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
     assert not leaked, leaked
     try:
@@ -48,10 +56,16 @@ RUN = textwrap.dedent(
 
 
 def test_runtime_imports_and_runs_without_torch(tmp_path):
-    video = write_video(tmp_path / "v.mp4", ramp_frames(5))
+    frames = []
+    for i in range(5):
+        img = np.full((96, 128), 30, np.uint8)
+        for y in (20 + i, 60 + i):
+            img[line_mask(img.shape, curve(10, y, 110, y + 12), 1.5)] = 230
+        frames.append(img)
+    video = write_video(tmp_path / "v.mp4", frames)
     model = write_model(tmp_path / "m.onnx", metadata(n_masks=2))
     proc = subprocess.run(
-        [sys.executable, "-c", BLOCKER + RUN, str(video), str(model)],
+        [sys.executable, "-c", BLOCKER + RUN, str(video), str(model), str(tmp_path / "out")],
         capture_output=True,
         text=True,
         timeout=120,
