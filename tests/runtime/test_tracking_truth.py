@@ -60,7 +60,7 @@ def test_clean_pile_up_has_no_id_switch_and_subpixel_spacing(seed):
 @pytest.mark.parametrize("drift", [False, True])
 def test_harder_video_with_entries_exits_and_drift_is_reported(drift):
     report, _ = run(VideoConfig(n_frames=80, seed=3, drift=0.3), drift=drift)
-    print(f"m1 video, 2 pile-ups, enter/leave, drift 0.3 px/frame, compensation {drift}: {report.summary()}")
+    print(f"default video, drift 0.3 px/frame, compensation {drift}: {report.summary()}")
     assert report.recall >= 0.9
     assert report.median_spacing_error_px <= 1.5
     assert report.id_switches <= 0.02 * report.matched
