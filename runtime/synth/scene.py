@@ -477,17 +477,17 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
         if gap > 0:
 
             def prof(x: np.ndarray, c: float = c, gap: float = gap, sig: float = sig) -> np.ndarray:
-                return c * (
-                    np.exp(-((x - gap / 2) ** 2) / (2 * sig**2))
-                    + np.exp(-((x + gap / 2) ** 2) / (2 * sig**2))
+                k = np.float32(-0.5 / sig**2)
+                return np.float32(c) * (
+                    np.exp(k * (x - np.float32(gap / 2)) ** 2) + np.exp(k * (x + np.float32(gap / 2)) ** 2)
                 )
         else:
 
             def prof(x: np.ndarray, c: float = c, sig: float = sig) -> np.ndarray:
-                return c * np.exp(-(x**2) / (2 * sig**2))
+                return np.float32(c) * np.exp(np.float32(-0.5 / sig**2) * x * x)
 
         p = np.asarray(t["point"]) + np.array([ox, oy])
-        bands.append((p, np.asarray(t["dir"]), prof, 3 * sig + gap / 2 + 1))
+        bands.append((p, np.asarray(t["dir"]), prof, 2.5 * sig + gap / 2 + 0.5))
     draw_bands(img, bands)
     dots = d["dots"]
     for (cx, cy), rad, dark in zip(dots["centers"], dots["radii"], dots["darkness"], strict=True):
