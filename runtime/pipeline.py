@@ -216,6 +216,16 @@ class Analyser:
         return lines, frame_spacings(lines, self.spacing), time.perf_counter() - t0
 
 
+def resolve_config(config: PipelineConfig | None, batch_size: int | None) -> PipelineConfig:
+    """The config to run: ``batch_size``, when given, overrides the config's."""
+    config = config or PipelineConfig()
+    if batch_size is not None:
+        config = replace(config, batch_size=batch_size)
+    if config.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
+    return config
+
+
 def iter_results(
     source: FrameSource | Iterable[Frame] | str | Path,
     *,
@@ -224,7 +234,7 @@ def iter_results(
     threshold: float | None = None,
     track: bool = True,
     drift: bool = False,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     stop: threading.Event | None = None,
     config: PipelineConfig | None = None,
 ) -> Iterator[FrameResult]:
@@ -232,10 +242,11 @@ def iter_results(
 
     ``source`` is anything ``open_source`` accepts (then it is opened and closed here) or an iterable
     of ``Frame`` owned by the caller. ``model``: None for the shipped default, a path, or a ready
-    ``Predictor``. ``threshold``: None for the model's own. ``stop`` is checked between frames.
+    ``Predictor``. ``threshold``: None for the model's own. ``batch_size``: None for the config's
+    (default 4). ``stop`` is checked between frames.
     Spacings need track IDs, so they are empty when ``track`` is False.
     """
-    config = replace(config or PipelineConfig(), batch_size=max(1, batch_size))
+    config = resolve_config(config, batch_size)
     ready = resolve_model(model, device)
     thr = float(ready.threshold if threshold is None else threshold)
     if not 0.0 < thr < 1.0:

@@ -13,7 +13,7 @@ from onnx_models import metadata, write_model
 
 from dislotrack.runtime.inference import InferenceConfig, Predictor
 from dislotrack.runtime.lines import LineConfig
-from dislotrack.runtime.pipeline import PipelineConfig, iter_results
+from dislotrack.runtime.pipeline import PipelineConfig, iter_results, resolve_config
 from dislotrack.runtime.results import Frame
 from dislotrack.runtime.tiling import TileConfig, tile_boxes
 
@@ -170,3 +170,11 @@ def test_a_frame_with_more_lines_than_masks_is_retiled():
     assert any(s[1:] != shape for s in model.calls)  # tiles were run
     off = PipelineConfig(tiling=TileConfig(saturated_fraction=0.0))
     assert len(next(iter(iter_results([frame], model=FewMasksModel(5), track=False, config=off))).lines) == 5
+
+
+def test_batch_size_comes_from_the_config_unless_given(model):
+    assert resolve_config(PipelineConfig(batch_size=1), None).batch_size == 1
+    assert resolve_config(PipelineConfig(batch_size=1), 3).batch_size == 3
+    assert resolve_config(None, None).batch_size == PipelineConfig().batch_size
+    with pytest.raises(ValueError, match="batch size"):
+        iter_results(_frames(1), model=model, batch_size=0)
