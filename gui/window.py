@@ -95,6 +95,7 @@ class LiveWindow(QMainWindow):
     """Frame + overlay on the left, spacing of the selected pile-up on the right, status below."""
 
     frameDrawn = Signal(int)  # frame index, after each redraw (tests and benchmark hook on it)
+    recordingComplete = Signal(str, str)  # folder, error ("" if none): its files are complete on disk
 
     def __init__(self, settings: LiveSettings, *, start: bool = True) -> None:
         super().__init__()
@@ -230,6 +231,7 @@ class LiveWindow(QMainWindow):
         self.worker.resultReady.connect(self._on_result)
         self.worker.restarted.connect(self._on_restarted)
         self.worker.recording.connect(self._on_recording)
+        self.worker.recordingEnded.connect(self._on_recording_ended)
         self.worker.finished.connect(self._on_finished)
         self.worker.modelLoaded.connect(self._on_model_loaded)
 
@@ -336,18 +338,21 @@ class LiveWindow(QMainWindow):
         self.worker.set_threshold(float(threshold))
 
     def load_model(self, path: str | Path) -> None:
+        """Switch to another ONNX model; tracking restarts with it (the old one stays if it fails)."""
         self.worker.set_model(str(path))
-        self.source_label.setToolTip(f"model: {path}")
+        self.model_label.setToolTip(str(path))
 
     def start_recording(self, out_dir: str | Path) -> Path:
+        """Record results from now on into ``out_dir`` (the files of ``dislotrack process``)."""
         try:
             return self.worker.start_recording(Path(out_dir))
-        except (OSError, ValueError) as exc:
+        except RuntimeError as exc:
             self.record_action.setChecked(False)
             self.show_message("error", f"Cannot record to {out_dir}: {exc}")
             raise
 
     def stop_recording(self) -> None:
+        """Complete the recording's files; ``worker.recordingEnded`` tells when they are on disk."""
         self.worker.stop_recording()
 
     def export_png(self, out_dir: str | Path) -> tuple[Path, Path]:
@@ -401,7 +406,7 @@ class LiveWindow(QMainWindow):
             return
         try:
             self.start_recording(folder)
-        except (OSError, ValueError):
+        except RuntimeError:
             return
 
     def _choose_export(self) -> None:
@@ -423,14 +428,20 @@ class LiveWindow(QMainWindow):
         self.provider_label.setText(f"provider: {provider_name(provider)}")
 
     def _on_recording(self, folder: str) -> None:
-        if folder:
-            self.recording_dir = Path(folder)
-            self.record_action.setChecked(True)
-            self.record_action.setText("Stop recording")
-            self.statusBar().showMessage(f"recording to {folder}", 5000)
-        else:
+        self.recording_dir = Path(folder)
+        self.record_action.setChecked(True)
+        self.record_action.setText("Stop recording")
+        self.statusBar().showMessage(f"recording to {folder}", 5000)
+
+    def _on_recording_ended(self, folder: str, error: str) -> None:
+        if self.recording_dir is not None and Path(folder) == self.recording_dir:
             self.record_action.setChecked(False)
             self.record_action.setText("Record…")
+        if error:
+            self.show_message("error", f"{error} What was written before is kept.")
+        else:
+            self.statusBar().showMessage(f"recording complete in {folder}", 8000)
+        self.recordingComplete.emit(folder, error)
 
     def _on_finished(self, outcome: str, message: str) -> None:
         self.outcome = outcome

@@ -13,9 +13,11 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from dislotrack.gui.recording import Recorder
 from dislotrack.gui.settings import LiveSettings
 from dislotrack.runtime.live import LiveConfig, LiveSource, LiveStats
 from dislotrack.runtime.results import FrameResult
@@ -54,7 +56,10 @@ class PipelineWorker(QObject):
 
     resultReady = Signal(object)  # LiveResult
     restarted = Signal(int, str)  # generation, a problem with the new settings ("" if none)
-    recording = Signal(str)  # folder being written, "" when recording stopped
+    recording = Signal(str)  # folder that recording started into
+    # folder whose files are complete, error ("" if none); emitted from the recording thread, so
+    # connect a QObject's slot (a plain function would be queued to this busy worker thread)
+    recordingEnded = Signal(str, str)
     modelLoaded = Signal(str, str)  # model name, onnxruntime provider
     finished = Signal(str, str)  # Outcome, message for the user
 
@@ -66,8 +71,11 @@ class PipelineWorker(QObject):
         self._restart = threading.Event()
         self._live: LiveSource | None = None
         self._cancel_feed = threading.Event()
+        self._source = None
+        self._model = None
         self._record_lock = threading.Lock()
-        self._recorder = None
+        self._recorder: Recorder | None = None
+        self._recorders: list[Recorder] = []
         self._generation = 0
         self._frames_out = 0
         self._paused = False
@@ -109,25 +117,24 @@ class PipelineWorker(QObject):
         cancel.set()  # the running pipeline sees its source end and winds down
 
     def start_recording(self, out_dir: Path) -> Path:
-        """Write every following result to ``out_dir`` with the runtime's own writers."""
-        from dislotrack.runtime.export import ResultWriter
-
-        writer = ResultWriter(Path(out_dir), self._run_info())
+        """Write every following result to ``out_dir``: the files of ``dislotrack process``."""
+        if self._source is None or self._model is None:
+            raise RuntimeError("nothing to record: the source is not open")
+        recorder = Recorder(Path(out_dir), self._recording_info, self._recording_done)
         with self._record_lock:
-            old, self._recorder = self._recorder, writer
-            if old is not None:
-                old.close()
+            old, self._recorder = self._recorder, recorder
+            self._recorders.append(recorder)
+        if old is not None:
+            old.close()
         self.recording.emit(str(out_dir))
         return Path(out_dir)
 
     def stop_recording(self) -> None:
-        """Close the recording; its files are complete on disk when this returns."""
+        """Complete the recording's files (on the recording thread; ``recordingEnded`` says when)."""
         with self._record_lock:
             old, self._recorder = self._recorder, None
-            if old is not None:
-                old.close()
         if old is not None:
-            self.recording.emit("")
+            old.close()
 
     def request_stop(self) -> None:
         """Ask the loop to end; unblocks a wait for the next frame. Returns at once."""
@@ -137,10 +144,26 @@ class PipelineWorker(QObject):
             live.close()
 
     # -- runs on the worker thread ----------------------------------------------------------------
-    def _run_info(self) -> dict:
-        s = self.settings
-        return {"source": s.source, "model": s.model, "device": s.device, "threshold": s.threshold,
-                "follow": s.follow, "live": True}
+    def _recording_info(self) -> dict[str, Any]:
+        """``run.json``'s header, as ``dislotrack process`` writes it (runs on the recording thread)."""
+        from dislotrack.runtime.batch import ProcessOptions, run_info, source_fingerprint
+        from dislotrack.runtime.inference import Predictor
+
+        s, source, model = self.settings, self._source, self._model
+        options = ProcessOptions(
+            device=s.device, threshold=s.threshold, follow=s.follow, frame_interval_s=s.frame_interval_s,
+            batch_size=1, progress=False,
+        )
+        if isinstance(model, Predictor):
+            info = run_info(source, model, options)
+        else:  # a ready model object that is not an ONNX session has no file to describe
+            info = {"source": {**source.describe(), **source_fingerprint(source.spec)},
+                    "model": {"name": model_name(model)}, "provider": getattr(model, "provider", "")}
+        live = {"paced": s.paced, "speed": s.speed, "in_flight": s.in_flight}
+        return {**info, "live": live}
+
+    def _recording_done(self, out_dir: Path, error: str) -> None:
+        self.recordingEnded.emit(str(out_dir), error)
 
     @Slot()
     def run(self) -> None:
@@ -157,11 +180,6 @@ class PipelineWorker(QObject):
         from dislotrack.runtime.sources import FollowConfig, open_source
 
         s = self.settings
-        if s.record_dir is not None:
-            try:
-                self.start_recording(s.record_dir)
-            except (OSError, ValueError) as exc:
-                return Outcome.FAILED, f"Cannot record to {s.record_dir}: {exc}"
         try:
             source = open_source(
                 s.source,
@@ -173,7 +191,7 @@ class PipelineWorker(QObject):
             return Outcome.OPEN_FAILED, f"Cannot open source {s.source}: {exc}"
         live = LiveSource(source, LiveConfig(pace=s.paced, speed=s.speed, max_in_flight=s.in_flight))
         with self._lock:
-            self._live = live
+            self._live, self._source = live, source
             paused = self._paused
         if paused:
             live.pause()
@@ -183,6 +201,9 @@ class PipelineWorker(QObject):
             if model is None or s.model != model_spec:
                 try:
                     model, model_spec = self._load_model(s), s.model
+                    self._model = model
+                    if s.record_dir is not None and not self._recorders:
+                        self.start_recording(s.record_dir)
                 except Exception as exc:
                     problem = f"Cannot load model {model_name(s.model)}: {exc}"
                     if model is None:
@@ -249,8 +270,9 @@ class PipelineWorker(QObject):
 
     def _record(self, result: FrameResult) -> None:
         with self._record_lock:
-            if self._recorder is not None:
-                self._recorder.write(result)
+            recorder = self._recorder
+        if recorder is not None:
+            recorder.write(result)
 
     def _close(self) -> None:
         """Close the source and any recording, so files on disk are complete whatever happened."""
@@ -258,6 +280,8 @@ class PipelineWorker(QObject):
         if live is not None:
             live.close()
         self.stop_recording()
+        for recorder in self._recorders:
+            recorder.wait()
 
 
 class LiveController(QObject):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import multiprocessing
 import shutil
 import sys
@@ -115,15 +117,66 @@ def test_end_of_source_is_reported(qtbot, open_window, demo_video, truth_model):
     assert not window.pause_action.isEnabled()
 
 
-def test_vanished_followed_file_is_reported(qtbot, open_window, demo_video, truth_model, tmp_path):
-    growing = tmp_path / "recording.mp4"
+def test_vanished_followed_file_is_reported_and_the_recording_kept(
+    qtbot, open_window, demo_video, truth_model, tmp_path
+):
+    growing, out = tmp_path / "recording.mp4", tmp_path / "results"
     shutil.copy(demo_video.path, growing)
-    window = open_window(source=str(growing), model=truth_model, follow=True, follow_idle_s=1.0)
+    window = open_window(
+        source=str(growing), model=truth_model, follow=True, follow_idle_s=1.0, record_dir=out
+    )
     qtbot.waitUntil(lambda: window.frame_refreshes >= 1, timeout=WAIT_MS)
     growing.unlink()
     qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
     assert window.outcome == Outcome.VANISHED
     assert "vanished" in window.banner.text() and "recording.mp4" in window.banner.text()
+    assert f"kept in {out}" in window.banner.text()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["frames"] == window.worker.stats().processed >= 1
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_recording_writes_the_outputs_of_dislotrack_process(
+    qtbot, open_window, demo_video, truth_model, tmp_path
+):
+    out = tmp_path / "rec"
+    window = open_window(source=str(demo_video.path), model=truth_model, speed=4.0, record_dir=out)
+    qtbot.waitUntil(lambda: window.outcome is not None, timeout=WAIT_MS)
+    assert window.outcome == Outcome.ENDED and f"kept in {out}" in window.banner.text()
+    processed = window.worker.stats().processed
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["frames"] == processed
+    assert run["live"]["paced"] is True and run["source"]["sha256"]
+    lines = read_csv(out / "lines.csv")
+    assert len({row["frame"] for row in lines}) == len({r["frame"] for r in lines}) > 0
+    assert len(lines) == 50 * run["lines"]
+    assert {"frame", "time_s", "track_id", "point", "x", "y"} <= set(lines[0])
+    spacing = read_csv(out / "spacing.csv")
+    assert len(spacing) == run["spacings"] > 0
+    assert (out / "tracks.csv").is_file() and (out / "lines.parquet").is_file()
+
+
+def test_recording_can_be_started_and_stopped_while_running(
+    qtbot, open_window, demo_video, truth_model, tmp_path
+):
+    out = tmp_path / "clip"
+    window = open_window(source=str(demo_video.path), model=truth_model, speed=0.5)
+    qtbot.waitUntil(lambda: window.frame_refreshes >= 1, timeout=WAIT_MS)
+    window.start_recording(out)
+    qtbot.waitUntil(lambda: window.record_action.isChecked(), timeout=WAIT_MS)
+    refreshes = window.frame_refreshes
+    qtbot.waitUntil(lambda: window.frame_refreshes >= refreshes + 3, timeout=WAIT_MS)
+    with qtbot.waitSignal(window.recordingComplete, timeout=WAIT_MS) as ended:
+        window.stop_recording()
+    assert ended.args == [str(out), ""]
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["frames"] >= 3
+    qtbot.waitUntil(lambda: not window.record_action.isChecked(), timeout=WAIT_MS)
+    assert window.outcome is None  # the live view goes on
 
 
 def test_closing_the_window_stops_the_worker_and_leaves_no_thread(qtbot, demo_video, truth_model):
