@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,8 +200,6 @@ class RunWriter:
 
     # -- per frame ---------------------------------------------------------------------------------
     def write(self, result: FrameResult) -> None:
-        import time
-
         t0 = time.perf_counter()
         rows = line_rows(result)
         self._write_lines_csv(rows)
