@@ -40,13 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        from dislotrack.gui.app import run_live
-    except ImportError as exc:
-        if exc.name and exc.name.split(".")[0] in {"PySide6", "pyqtgraph", "shiboken6"}:
-            raise RuntimeError(GUI_EXTRA_HINT) from None
-        raise
-    from dislotrack.gui.settings import LiveSettings
+    from dislotrack.gui.settings import LiveSettings  # plain dataclass: bad options fail before Qt loads
 
     settings = LiveSettings(
         source=args.source,
@@ -61,4 +55,10 @@ def _run(args: argparse.Namespace) -> int:
         speed=args.speed,
         refresh_hz=args.refresh_hz,
     )
+    try:
+        from dislotrack.gui.app import run_live
+    except ImportError as exc:
+        if exc.name and exc.name.split(".")[0] in {"PySide6", "pyqtgraph", "shiboken6"}:
+            raise RuntimeError(GUI_EXTRA_HINT) from None
+        raise
     return run_live(settings)
