@@ -6,7 +6,6 @@ picks, which colour a track gets) is a small pure function with a plain unit tes
 
 from __future__ import annotations
 
-import colorsys
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,21 +14,36 @@ import numpy as np
 
 from dislotrack.runtime.results import FrameResult, Line, Spacing
 
-GOLDEN = 0.618033988749895
+# Bright colours that stay apart from each other on grey TEM frames and on the plot's black.
+PALETTE = (
+    (255, 80, 80),
+    (70, 170, 255),
+    (255, 210, 40),
+    (80, 225, 100),
+    (235, 100, 255),
+    (255, 150, 40),
+    (40, 230, 230),
+    (255, 120, 180),
+    (170, 140, 255),
+    (190, 240, 80),
+)
 UNTRACKED_RGB = (160, 160, 160)
 
 Pair = tuple[int, int]
 
 
 def track_colour(track_id: int) -> tuple[int, int, int]:
-    """A bright RGB colour that depends only on the track id, so a dislocation keeps its colour.
+    """A colour that depends only on the track id, so a dislocation keeps its colour in every frame.
 
-    Hues step by the golden ratio, which keeps consecutive ids far apart on the colour wheel.
+    Ids of neighbours in a pile-up are mostly close to each other, and any ten consecutive ids get
+    ten different palette colours.
     """
-    if track_id < 0:
-        return UNTRACKED_RGB
-    r, g, b = colorsys.hsv_to_rgb((0.13 + track_id * GOLDEN) % 1.0, 0.8, 1.0)
-    return round(r * 255), round(g * 255), round(b * 255)
+    return UNTRACKED_RGB if track_id < 0 else PALETTE[track_id % len(PALETTE)]
+
+
+def palette_colour(index: int) -> tuple[int, int, int]:
+    """The index-th palette colour (plot curves are coloured in the order their pairs appeared)."""
+    return PALETTE[index % len(PALETTE)]
 
 
 def robust_levels(image: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[float, float]:

@@ -31,6 +31,7 @@ from dislotrack.gui.viewmodel import (
     SpacingHistory,
     line_at,
     mask_rgba,
+    palette_colour,
     robust_levels,
     selected_pileup,
     track_colour,
@@ -116,6 +117,7 @@ class LiveWindow(QMainWindow):
         self._stats_log: deque[LiveStats] = deque(maxlen=8)
         self._dirty = False
         self._curves: dict[tuple[int, int], pg.PlotDataItem] = {}
+        self._pair_order: dict[tuple[int, int], int] = {}  # pair -> colour, in order of appearance
 
         self.setWindowTitle(f"dislotrack live — {settings.source}")
         self._build_toolbar()
@@ -262,6 +264,7 @@ class LiveWindow(QMainWindow):
     def _on_restarted(self, generation: int, problem: str) -> None:
         self.generation = generation
         self.history.clear()
+        self._pair_order.clear()
         self.anchor_track = None
         if problem:
             self.show_message("error", problem)
@@ -310,7 +313,8 @@ class LiveWindow(QMainWindow):
             t, d = self.history.series(pair)
             curve = self._curves.get(pair)
             if curve is None:
-                pen = pg.mkPen(track_colour(pair[0]), width=2)
+                order = self._pair_order.setdefault(pair, len(self._pair_order))
+                pen = pg.mkPen(palette_colour(order), width=2)
                 curve = self.plot_widget.plot(name=f"{pair[0]}–{pair[1]}", pen=pen)
                 curve.setDownsampling(auto=True, method="peak")
                 curve.setClipToView(True)
