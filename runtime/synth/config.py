@@ -80,6 +80,7 @@ class LineStyleConfig:
     thickness: Range = (1.0, 5.0)  # full width at half darkness (px)
     thickness_power: float = 1.0  # >1 favours thin lines: t = lo + (hi - lo) * u**power
     darkness: Range = (0.15, 0.5)  # fractional darkening of the local background at the core
+    darkness_floor: float = 0.0  # darkness >= floor * background contrast (visible on busy textures)
     darkness_variation: Range = (0.0, 0.3)  # smooth variation of darkness along the line
     fringe: Range = (0.0, 0.3)  # bright fringes beside the core (diffraction contrast)
     pileup_style_jitter: float = 0.25  # relative spread of style within one pile-up
@@ -278,6 +279,7 @@ _NON_NEGATIVE = {
     "tangle_thickness",
     "tangle_darkness",
     "min_separation",
+    "darkness_floor",
 }
 _POSITIVE = {
     "lam1",

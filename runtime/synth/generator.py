@@ -116,7 +116,7 @@ def render(cfg: SynthConfig, seed: int | list[int], size: tuple[int, int]) -> Sy
     if illum is not None:
         img *= illum
     orients, pileups = sample_pileups(cfg, shape, rngs["geometry"], labelme_shapes(cfg))
-    styles = sample_styles(cfg, pileups, rngs["style"])
+    styles = sample_styles(cfg, pileups, rngs["style"], bgv["contrast"])
     distractors = sample_distractors(cfg, shape, orients, pileups, rngs["distractors"])
     draw_distractors(img, distractors)
     curves = []

@@ -356,9 +356,12 @@ def clip_to_view(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray | Non
 
 
 def sample_styles(
-    cfg: SynthConfig, pileups: list[dict[str, Any]], rng: np.random.Generator
+    cfg: SynthConfig, pileups: list[dict[str, Any]], rng: np.random.Generator, texture_contrast: float = 0.0
 ) -> list[list[dict]]:
-    """Thickness, darkness, fringe and darkness modulation per dislocation, similar within a pile-up."""
+    """Thickness, darkness, fringe and darkness modulation per dislocation, similar within a pile-up.
+
+    Darkness is at least ``darkness_floor * texture_contrast``, so a line stays visible on a busy texture.
+    """
     st = cfg.style
     out = []
     for pu in pileups:
@@ -372,6 +375,7 @@ def sample_styles(
         for _ in pu["lines"]:
             th = float(np.clip(base_t * (1 + js * rng.uniform(-1, 1)), st.thickness[0], st.thickness[1]))
             dk = float(np.clip(base_d * (1 + js * rng.uniform(-1, 1)), st.darkness[0], st.darkness[1]))
+            dk = max(dk, st.darkness_floor * texture_contrast)
             fr = float(np.clip(base_f * (1 + js * rng.uniform(-1, 1)), st.fringe[0], st.fringe[1]))
             mod = np.clip(1.0 + var * rng.uniform(-1, 1, size=6), 0.2, None)
             lines.append(

@@ -312,7 +312,7 @@ def iter_video(config: VideoConfig) -> Iterator[VideoFrameTruth]:
     if bend is not None:
         canvas *= bend
     orients, pileups = sample_pileups(scene, shape, rngs["geometry"], labelme_shapes(scene))
-    styles = sample_styles(scene, pileups, rngs["style"])
+    styles = sample_styles(scene, pileups, rngs["style"], bgv["contrast"])
     distractors = sample_distractors(scene, shape, orients, pileups, rngs["distractors"])
     draw_distractors(canvas, distractors, offset=(pad, pad))
     illum = illumination(bgv, shape)
