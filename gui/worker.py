@@ -224,6 +224,8 @@ class PipelineWorker(QObject):
                 break
             if live.error is not None:
                 return Outcome.VANISHED, self._vanished(live)
+            if s.follow and not Path(s.source).expanduser().exists():
+                return Outcome.VANISHED, f"Source vanished: the followed file {s.source} no longer exists."
             return Outcome.ENDED, f"Source ended after {self._frames_out} processed frames."
         return Outcome.STOPPED, "Stopped."
 
