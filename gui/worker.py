@@ -9,6 +9,7 @@ the worker's thread is busy in its loop and has no event loop to deliver queued 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -21,6 +22,10 @@ from dislotrack.gui.recording import Recorder
 from dislotrack.gui.settings import LiveSettings
 from dislotrack.runtime.live import LiveConfig, LiveSource, LiveStats
 from dislotrack.runtime.results import FrameResult
+
+log = logging.getLogger(__name__)
+
+RECORDING_CLOSE_TIMEOUT_S = 60.0  # a recording's last writes (parquet footer, figure) on a slow disk
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,20 +202,12 @@ class PipelineWorker(QObject):
             live.pause()
         model, model_spec = None, None
         while not self._stop.is_set():
-            s, problem = self.settings, ""
-            if model is None or s.model != model_spec:
-                try:
-                    model, model_spec = self._load_model(s), s.model
-                    self._model = model
-                    if s.record_dir is not None and not self._recorders:
-                        self.start_recording(s.record_dir)
-                except Exception as exc:
-                    problem = f"Cannot load model {model_name(s.model)}: {exc}"
-                    if model is None:
-                        return Outcome.FAILED, problem
-                    problem += f" — still using {model_name(model_spec)}."
-                    self._reconfigure(model=model_spec)  # keep running with the model that works
-                    s = self.settings
+            s = self.settings
+            try:
+                model, model_spec, problem = self._ensure_model(model, model_spec, s)
+            except Exception as exc:
+                return Outcome.FAILED, f"Cannot load model {model_name(s.model)}: {exc}"
+            s = self.settings
             try:
                 self._process(live, model, s, problem)
             except Exception as exc:
@@ -228,6 +225,24 @@ class PipelineWorker(QObject):
                 return Outcome.VANISHED, f"Source vanished: the followed file {s.source} no longer exists."
             return Outcome.ENDED, f"Source ended after {self._frames_out} processed frames."
         return Outcome.STOPPED, "Stopped."
+
+    def _ensure_model(self, model: Any, model_spec: Any, s: LiveSettings) -> tuple[Any, Any, str]:
+        """The model the settings ask for, loaded if they changed; a model that fails to load while
+        another one runs leaves the running one in place and returns the problem to show."""
+        if model is not None and s.model == model_spec:
+            return model, model_spec, ""
+        try:
+            loaded = self._load_model(s)
+        except Exception as exc:
+            if model is None:
+                raise
+            self._reconfigure(model=model_spec)
+            kept = model_name(model_spec)
+            return model, model_spec, f"Cannot load model {model_name(s.model)}: {exc} — still using {kept}."
+        self._model = loaded
+        if s.record_dir is not None and not self._recorders:
+            self.start_recording(s.record_dir)
+        return loaded, s.model, ""
 
     def _vanished(self, live: LiveSource) -> str:
         return f"Source vanished after {self._frames_out} processed frames: {live.error}"
@@ -283,7 +298,8 @@ class PipelineWorker(QObject):
             live.close()
         self.stop_recording()
         for recorder in self._recorders:
-            recorder.wait()
+            if not recorder.wait(RECORDING_CLOSE_TIMEOUT_S):
+                log.error("recording to %s did not complete in time", recorder.out_dir)
 
 
 class LiveController(QObject):
