@@ -2,8 +2,8 @@
 
 Steps (method of Govind et al.): threshold; drop tiny masks; split a mask holding separate lines;
 merge duplicates (two masks whose Dice loss < 0.5 are one dislocation, keep the better one: connected,
-then higher mean probability); Lee skeleton; longest path through it; 50 equally spaced points on a
-smoothed spline; length and curvature.
+then higher mean probability); Lee skeleton; longest path through it; 50 equally spaced points; the
+natural cubic spline through them; length and curvature.
 
 Everything after the one vectorised threshold works on each mask's bounding box, never on the full
 frame, because a frame has N = 20 masks and the budget is a few milliseconds per frame on one core.
@@ -29,9 +29,8 @@ _OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 
 @dataclass(frozen=True)
 class LineConfig:
-    """Post-processing settings; ``threshold=None`` means the model's own threshold."""
+    """Post-processing settings (the threshold comes with each call: the model's, or the user's)."""
 
-    threshold: float | None = None
     min_pixels: int = 20  # fewer pixels than this is noise, not a dislocation
     duplicate_dice_loss: float = 0.5  # below this two masks are one dislocation (the paper's rule)
     prob_tolerance: float = 0.05  # duplicates closer than this in mean probability: keep the larger
