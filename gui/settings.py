@@ -28,8 +28,9 @@ class LiveSettings:
     of recorded files. ``follow_idle_s``: a followed file that has not grown (or has vanished) for
     this long ends the session. ``frame_interval_s``: clock of image stacks, which have none.
     ``refresh_hz``: redraws per second of the coalescing timer (the newest result only).
-    ``history_points``: spacing points kept per pair. ``in_flight``: frames being processed at
-    once; 1 gives the lowest latency, 2 lets decoding/inference/post-processing overlap.
+    ``history_points``: spacing points kept per pair; ``plot_span_s``: seconds the plot shows.
+    ``in_flight``: frames being processed at once; 1 gives the lowest latency, 2 lets decoding,
+    inference and post-processing overlap.
     """
 
     source: str
@@ -46,6 +47,7 @@ class LiveSettings:
     refresh_hz: float = 15.0
     stats_hz: float = 2.0
     history_points: int = 20_000
+    plot_span_s: float = 60.0
     pick_radius_px: float = 12.0
 
     def __post_init__(self) -> None:
@@ -55,6 +57,8 @@ class LiveSettings:
             raise ValueError(f"speed must be > 0, got {self.speed}")
         if not self.follow_idle_s > 0:
             raise ValueError(f"follow idle timeout must be > 0, got {self.follow_idle_s}")
+        if not self.plot_span_s > 0:
+            raise ValueError(f"plot span must be > 0 s, got {self.plot_span_s}")
         if self.in_flight < 1:
             raise ValueError(f"in-flight frames must be >= 1, got {self.in_flight}")
         if not self.refresh_hz > 0 or not self.stats_hz > 0:

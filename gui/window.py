@@ -7,6 +7,7 @@ result only, so a burst of results never queues redraws and the GUI thread stays
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from pathlib import Path
 
@@ -116,6 +117,7 @@ class LiveWindow(QMainWindow):
         self.plot_refreshes = 0
         self._stats_log: deque[LiveStats] = deque(maxlen=8)
         self._dirty = False
+        self._now_s = math.nan
         self._curves: dict[tuple[int, int], pg.PlotDataItem] = {}
         self._pair_order: dict[tuple[int, int], int] = {}  # pair -> colour, in order of appearance
 
@@ -195,6 +197,11 @@ class LiveWindow(QMainWindow):
         self.plot_widget.showGrid(x=True, y=True, alpha=0.3)
         self.plot_widget.addLegend(offset=(-10, 10))
         self.plot_widget.setTitle("Spacing of neighbouring dislocations")
+        self.plot_widget.getPlotItem().setAutoVisible(y=True)  # y fits the data in the visible time span
+        now_pen = pg.mkPen((200, 200, 200), style=Qt.PenStyle.DashLine)
+        self.now_line = pg.InfiniteLine(angle=90, movable=False, pen=now_pen)
+        self.now_line.hide()
+        self.plot_widget.addItem(self.now_line, ignoreBounds=True)
         self.pileup_label = QLabel("Pile-up: waiting for dislocations; click one to choose its pile-up.")
         self.pileup_label.setWordWrap(True)
         right = QWidget(self)
@@ -272,14 +279,28 @@ class LiveWindow(QMainWindow):
             self.show_message("info", "New settings applied: tracking restarted, track ids start afresh.")
 
     def _refresh(self) -> None:
-        """Timer tick: draw the newest result only (if any is new) and scroll the plot."""
+        """Timer tick: draw the newest result only (if any is new); move the plot's "now" line."""
         if self.pause_action.isChecked():
             return
+        changed = False
         if self._dirty and self.latest is not None:
             self._dirty = False
             self._draw(self.latest)
-        if self.displayed is not None:
-            self._draw_plot(self.displayed.result)
+            self._draw_plot(self.latest.result)
+            changed = True
+        now = self.worker.newest_time_s()
+        if math.isfinite(now) and now != self._now_s:
+            self._now_s = now
+            self._scroll_plot(now)
+            changed = True
+        self.plot_refreshes += int(changed)
+
+    def _scroll_plot(self, now: float) -> None:
+        """The last ``plot_span_s`` seconds up to the newest frame; the gap to the data is the latency."""
+        self.now_line.setPos(now)
+        self.now_line.show()
+        span = self.settings.plot_span_s
+        self.plot_widget.setXRange(max(0.0, now - span), max(now, 1e-3), padding=0.02)
 
     def _draw(self, live: LiveResult) -> None:
         result = live.result
@@ -321,7 +342,6 @@ class LiveWindow(QMainWindow):
                 self._curves[pair] = curve
             curve.setData(t, d)
         self.pileup_label.setText(pileup_caption(group, self.anchor_track))
-        self.plot_refreshes += 1
 
     def plotted_pairs(self) -> dict[tuple[int, int], int]:
         """Pairs on the plot and how many points each curve has."""

@@ -10,6 +10,7 @@ the worker's thread is busy in its loop and has no event loop to deliver queued 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -94,6 +95,11 @@ class PipelineWorker(QObject):
     def stats(self) -> LiveStats | None:
         live = self._live
         return None if live is None else live.stats()
+
+    def newest_time_s(self) -> float:
+        """Source time of the newest frame that arrived: "now", which results trail by the latency."""
+        live = self._live
+        return live.newest_time_s if live is not None else math.nan
 
     def clock(self) -> float:
         """The clock that arrival times are measured on."""

@@ -203,6 +203,7 @@ class LiveSource:
         self._in_flight = 0
         self._arrivals: OrderedDict[int, float] = OrderedDict()
         self._frames_in = self._delivered = self._processed = 0
+        self._newest_time_s = math.nan
         self._discarded = 0
         self._error: BaseException | None = None
         self._ended = False
@@ -247,6 +248,7 @@ class LiveSource:
     def _arrive(self, frame: Frame) -> None:
         with self._lock:
             self._frames_in += 1
+            self._newest_time_s = frame.time_s
             self._arrivals[frame.index] = self.clock()
             while len(self._arrivals) > self.config.arrivals_kept:
                 self._arrivals.popitem(last=False)
@@ -317,6 +319,11 @@ class LiveSource:
         with self._lock:
             dropped = self._slot.dropped + self._discarded
             return LiveStats(self.clock(), self._frames_in, self._delivered, self._processed, dropped)
+
+    @property
+    def newest_time_s(self) -> float:
+        """Timestamp of the last frame that arrived (processed or not): "now" on the source's clock."""
+        return self._newest_time_s
 
     @property
     def ended(self) -> bool:

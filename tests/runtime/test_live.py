@@ -119,9 +119,11 @@ def test_paced_rejects_non_positive_speed():
 
 def test_fast_consumer_gets_every_frame_in_order():
     live = LiveSource(frames(30, fps=200.0))
+    assert math.isnan(live.newest_time_s)
     got = [f.index for f in live]
     live.close()
     assert got == list(range(30))
+    assert live.newest_time_s == pytest.approx(29 / 200.0)
     stats = live.stats()
     assert (stats.frames_in, stats.delivered, stats.dropped) == (30, 30, 0)
     assert live.ended and live.error is None
