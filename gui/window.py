@@ -45,6 +45,7 @@ BANNER_STYLES = {
     "info": "background:#17324d; color:#d8ecff; padding:6px; font-weight:bold;",
     "error": "background:#5c1a1a; color:#ffe1e1; padding:6px; font-weight:bold;",
 }
+FEW_POINTS = 30  # curves with fewer points also get point markers
 PIXEL_CENTRE = 0.5  # ImageItem pixel j spans [j, j + 1]; line points are in pixel-centre coordinates
 
 
@@ -340,7 +341,10 @@ class LiveWindow(QMainWindow):
                 curve.setDownsampling(auto=True, method="peak")
                 curve.setClipToView(True)
                 self._curves[pair] = curve
-            curve.setData(t, d)
+            # a pair seen in a few frames only would be invisible as a line: mark its points
+            few = len(t) < FEW_POINTS
+            curve.setData(t, d, symbol="o" if few else None, symbolSize=5, symbolPen=None,
+                          symbolBrush=curve.opts["pen"].color())
         self.pileup_label.setText(pileup_caption(group, self.anchor_track))
 
     def plotted_pairs(self) -> dict[tuple[int, int], int]:
