@@ -6,7 +6,6 @@ picks, which colour a track gets) is a small pure function with a plain unit tes
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -106,27 +105,55 @@ def pair_key(s: Spacing) -> Pair:
     return (s.track_a, s.track_b) if s.track_a <= s.track_b else (s.track_b, s.track_a)
 
 
+class TimeSeries:
+    """Append-only (time, value) series keeping its newest ``max_points`` in one numpy buffer.
+
+    Reading it is a slice (no copy), so redrawing a long curve costs nothing on the GUI thread;
+    when the buffer is full, the newest half is moved to its front (amortised O(1) per point).
+    """
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self._buf = np.empty((2, 2 * max_points), dtype=np.float64)
+        self._start = self._end = 0
+
+    def append(self, t: float, value: float) -> None:
+        if self._end == self._buf.shape[1]:
+            keep = self._buf[:, self._end - self.max_points + 1 : self._end].copy()
+            self._buf[:, : keep.shape[1]] = keep
+            self._start, self._end = 0, keep.shape[1]
+        self._buf[:, self._end] = (t, value)
+        self._end += 1
+        self._start = max(self._start, self._end - self.max_points)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._buf[0, self._start : self._end], self._buf[1, self._start : self._end]
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+
 @dataclass
 class SpacingHistory:
     """Spacing time series per pair of tracks, bounded to ``max_points`` per pair (bounded memory)."""
 
     max_points: int = 20_000
-    _series: dict[Pair, deque[tuple[float, float]]] = field(default_factory=dict)
+    _series: dict[Pair, TimeSeries] = field(default_factory=dict)
 
     def add(self, result: FrameResult) -> None:
         for s in result.spacings:
             series = self._series.get(pair_key(s))
             if series is None:
-                series = self._series[pair_key(s)] = deque(maxlen=self.max_points)
-            series.append((result.time_s, s.spacing_px))
+                series = self._series[pair_key(s)] = TimeSeries(self.max_points)
+            series.append(result.time_s, s.spacing_px)
 
     def pairs(self) -> list[Pair]:
         return sorted(self._series)
 
     def series(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-        """Times (s) and spacings (px) of one pair, oldest first."""
-        data = np.asarray(self._series.get(pair, ()), dtype=float).reshape(-1, 2)
-        return data[:, 0], data[:, 1]
+        """Times (s) and spacings (px) of one pair, oldest first (read-only views)."""
+        series = self._series.get(pair)
+        return series.arrays() if series is not None else (np.empty(0), np.empty(0))
 
     def pairs_within(self, tracks: frozenset[int]) -> list[Pair]:
         """Pairs whose two tracks both belong to ``tracks`` (one pile-up)."""

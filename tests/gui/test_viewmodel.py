@@ -9,6 +9,7 @@ from dislotrack.gui.settings import LiveSettings, is_recorded_file
 from dislotrack.gui.viewmodel import (
     UNTRACKED_RGB,
     SpacingHistory,
+    TimeSeries,
     line_at,
     mask_rgba,
     pileups,
@@ -82,6 +83,16 @@ def test_spacing_history_groups_pairs_and_is_bounded():
     assert history.pairs_within(frozenset({1, 2, 3})) == [(1, 2)]
     assert len(history) == 6
     assert history.series((3, 4))[0].size == 0
+
+
+def test_time_series_keeps_the_newest_points_in_order_across_buffer_wraps():
+    series = TimeSeries(max_points=5)
+    for i in range(23):
+        series.append(float(i), 10.0 * i)
+        t, v = series.arrays()
+        expected = np.arange(max(0, i - 4), i + 1, dtype=float)
+        assert np.array_equal(t, expected) and np.array_equal(v, 10.0 * expected)
+    assert len(series) == 5
 
 
 def test_settings_validate_and_pace_only_finished_recordings(tmp_path):
