@@ -1,13 +1,15 @@
 """The live monitoring window: current frame with tracked centrelines, spacing plot, controls, status.
 
-Results arrive from the worker thread by a queued signal; the slot only stores the newest result
-and appends its spacings to the history (cheap). A QTimer redraws at ``refresh_hz`` from the newest
-result only, so a burst of results never queues redraws and the GUI thread stays responsive.
+Results arrive from the worker thread by a queued signal; the slot stores the newest result and
+appends its spacings to the history (cheap), and draws it at once only if nothing was drawn for
+1 / ``refresh_hz``. Otherwise a QTimer draws the newest result at its next tick, so a burst of
+results never queues redraws and the GUI thread stays responsive.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from pathlib import Path
 
@@ -119,6 +121,7 @@ class LiveWindow(QMainWindow):
         self._stats_log: deque[LiveStats] = deque(maxlen=8)
         self._dirty = False
         self._now_s = math.nan
+        self._last_draw_s = -math.inf
         self._curves: dict[tuple[int, int], pg.PlotDataItem] = {}
         self._pair_order: dict[tuple[int, int], int] = {}  # pair -> colour, in order of appearance
 
@@ -268,6 +271,8 @@ class LiveWindow(QMainWindow):
         self.latest = live
         self.history.add(live.result)
         self._dirty = True
+        if time.perf_counter() - self._last_draw_s >= 1.0 / self.settings.refresh_hz:
+            self._refresh()  # the display is idle: show it now rather than at the next tick
 
     def _on_restarted(self, generation: int, problem: str) -> None:
         self.generation = generation
@@ -286,6 +291,7 @@ class LiveWindow(QMainWindow):
         changed = False
         if self._dirty and self.latest is not None:
             self._dirty = False
+            self._last_draw_s = time.perf_counter()
             self._draw(self.latest)
             self._draw_plot(self.latest.result)
             changed = True
