@@ -6,6 +6,7 @@ picks, which colour a track gets) is a small pure function with a plain unit tes
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,13 +32,32 @@ UNTRACKED_RGB = (160, 160, 160)
 Pair = tuple[int, int]
 
 
-def track_colour(track_id: int) -> tuple[int, int, int]:
-    """A colour that depends only on the track id, so a dislocation keeps its colour in every frame.
+class TrackColours:
+    """A colour per track id, chosen when the track first appears and then kept for its lifetime.
 
-    Ids of neighbours in a pile-up are mostly close to each other, and any ten consecutive ids get
-    ten different palette colours.
+    A new track gets the palette colour least used by the tracks on screen with it, so up to ten
+    dislocations in view never share a colour, whatever their ids (ids grow without bound as
+    dislocations enter and leave, so a colour from the id alone would repeat between neighbours).
     """
-    return UNTRACKED_RGB if track_id < 0 else PALETTE[track_id % len(PALETTE)]
+
+    def __init__(self) -> None:
+        self._index: dict[int, int] = {}
+        self._next = 0
+
+    def for_tracks(self, track_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+        """Colours of the tracks shown together, assigning colours to the new ones among them."""
+        in_use = Counter(self._index[t] for t in track_ids if t in self._index)
+        n = len(PALETTE)
+        for t in track_ids:
+            if t >= 0 and t not in self._index:
+                index = min(range(n), key=lambda i: (in_use[i], (i - self._next) % n))
+                self._index[t] = index
+                in_use[index] += 1
+                self._next = index + 1
+        return [PALETTE[self._index[t]] if t >= 0 else UNTRACKED_RGB for t in track_ids]
+
+    def clear(self) -> None:
+        self._index.clear()
 
 
 def palette_colour(index: int) -> tuple[int, int, int]:
@@ -53,13 +73,13 @@ def robust_levels(image: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.
     return float(lo), float(hi)
 
 
-def mask_rgba(labels: np.ndarray, lines: Sequence[Line], alpha: int = 110) -> np.ndarray:
-    """RGBA overlay of the per-line masks: label i + 1 gets the colour of ``lines[i]``'s track."""
-    lut = np.zeros((len(lines) + 1, 4), np.uint8)
-    for i, line in enumerate(lines):
-        lut[i + 1, :3] = track_colour(line.track_id)
+def mask_rgba(labels: np.ndarray, colours: Sequence[tuple[int, int, int]], alpha: int = 110) -> np.ndarray:
+    """RGBA overlay of the per-line masks: label i + 1 gets ``colours[i]`` (that of line i)."""
+    lut = np.zeros((len(colours) + 1, 4), np.uint8)
+    for i, colour in enumerate(colours):
+        lut[i + 1, :3] = colour
         lut[i + 1, 3] = alpha
-    idx = np.minimum(labels, len(lines))  # a stray label beyond the lines stays transparent-safe
+    idx = np.minimum(labels, len(colours))  # a label without a line stays transparent
     return lut[idx]
 
 

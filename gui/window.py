@@ -32,12 +32,12 @@ from PySide6.QtWidgets import (
 from dislotrack.gui.settings import LiveSettings
 from dislotrack.gui.viewmodel import (
     SpacingHistory,
+    TrackColours,
     line_at,
     mask_rgba,
     palette_colour,
     robust_levels,
     selected_pileup,
-    track_colour,
 )
 from dislotrack.gui.worker import LiveController, LiveResult, Outcome
 from dislotrack.runtime.live import LiveStats, latency_summary, rates
@@ -75,10 +75,9 @@ class LineOverlay:
             self._curves.append(curve)
             self._labels.append(label)
 
-    def show(self, lines: tuple[Line, ...]) -> None:
+    def show(self, lines: tuple[Line, ...], colours: list[tuple[int, int, int]]) -> None:
         self._grow(len(lines))
-        for i, line in enumerate(lines):
-            colour = track_colour(line.track_id)
+        for i, (line, colour) in enumerate(zip(lines, colours, strict=True)):
             xy = line.points + PIXEL_CENTRE
             self._curves[i].setData(xy[:, 0], xy[:, 1], pen=pg.mkPen(colour, width=2))
             top = int(np.argmin(xy[:, 1]))
@@ -108,6 +107,7 @@ class LiveWindow(QMainWindow):
         self.controller = LiveController(settings, self)
         self.worker = self.controller.worker
         self.history = SpacingHistory(settings.history_points)
+        self.colours = TrackColours()
         self.latest: LiveResult | None = None
         self.displayed: LiveResult | None = None
         self.anchor_track: int | None = None
@@ -277,6 +277,7 @@ class LiveWindow(QMainWindow):
     def _on_restarted(self, generation: int, problem: str) -> None:
         self.generation = generation
         self.history.clear()
+        self.colours.clear()
         self._pair_order.clear()
         self.anchor_track = None
         if problem:
@@ -315,7 +316,8 @@ class LiveWindow(QMainWindow):
         if self.levels is None:
             self.levels = robust_levels(image)
         self.image_item.setImage(image, autoLevels=False, levels=self.levels)
-        self.overlay.show(result.lines)
+        colours = self.colours.for_tracks([line.track_id for line in result.lines])
+        self.overlay.show(result.lines, colours)
         if self.masks_box.isChecked():
             self._draw_masks(result)
         self.displayed = live
@@ -330,7 +332,8 @@ class LiveWindow(QMainWindow):
         if result.labels is None:
             self.mask_item.clear()
             return
-        self.mask_item.setImage(mask_rgba(result.labels, result.lines), autoLevels=False)
+        colours = self.colours.for_tracks([line.track_id for line in result.lines])
+        self.mask_item.setImage(mask_rgba(result.labels, colours), autoLevels=False)
 
     def _draw_plot(self, result: FrameResult) -> None:
         group = selected_pileup(result.spacings, self.anchor_track)

@@ -10,12 +10,12 @@ from dislotrack.gui.viewmodel import (
     UNTRACKED_RGB,
     SpacingHistory,
     TimeSeries,
+    TrackColours,
     line_at,
     mask_rgba,
     pileups,
     robust_levels,
     selected_pileup,
-    track_colour,
 )
 from dislotrack.runtime.results import Frame, FrameResult, Line, Spacing
 
@@ -29,13 +29,15 @@ def result(t: float, spacings: list[Spacing]) -> FrameResult:
     return FrameResult(frame=Frame(int(t * 10), t, np.zeros((2, 2), np.uint8)), spacings=tuple(spacings))
 
 
-def test_track_colour_is_stable_and_distinct_for_nearby_ids():
-    colours = [track_colour(i) for i in range(40)]
-    assert colours == [track_colour(i) for i in range(40)]
-    for start in range(30):
-        assert len(set(colours[start : start + 10])) == 10
-    assert track_colour(-1) == UNTRACKED_RGB
-    assert UNTRACKED_RGB not in colours
+def test_track_colours_are_kept_and_differ_on_screen_whatever_the_ids():
+    colours = TrackColours()
+    first = colours.for_tracks([1, 11, 31, 5])
+    assert len(set(first)) == 4  # ids equal modulo 10 still get different colours
+    again = colours.for_tracks([31, 1, 77, 11, 5, -1])
+    assert again[:2] == [first[2], first[0]] and again[3:5] == [first[1], first[3]]
+    assert again[2] not in first and again[5] == UNTRACKED_RGB
+    crowd = colours.for_tracks(list(range(100, 110)))
+    assert len(set(crowd)) == 10
 
 
 def test_robust_levels_ignore_a_few_saturated_pixels():
@@ -49,11 +51,11 @@ def test_robust_levels_ignore_a_few_saturated_pixels():
 
 def test_mask_rgba_colours_each_label_by_its_track():
     labels = np.array([[0, 1], [2, 0]], np.uint16)
-    lines = [vertical_line(0, track_id=5), vertical_line(1, track_id=9)]
-    rgba = mask_rgba(labels, lines, alpha=100)
+    colours = [(10, 20, 30), (40, 50, 60)]
+    rgba = mask_rgba(labels, colours, alpha=100)
     assert rgba.shape == (2, 2, 4)
-    assert tuple(rgba[0, 1, :3]) == track_colour(5) and rgba[0, 1, 3] == 100
-    assert tuple(rgba[1, 0, :3]) == track_colour(9)
+    assert tuple(rgba[0, 1]) == (10, 20, 30, 100)
+    assert tuple(rgba[1, 0]) == (40, 50, 60, 100)
     assert rgba[0, 0, 3] == 0 and rgba[1, 1, 3] == 0
 
 
