@@ -59,6 +59,7 @@ class LineOverlay:
         self._curves: list[pg.PlotCurveItem] = []
         self._labels: list[pg.TextItem] = []
         self.visible_count = 0
+        self.show_ids = True
         self._font = QFont()
         self._font.setPointSize(11)
         self._font.setBold(True)
@@ -84,15 +85,21 @@ class LineOverlay:
             self._labels[i].setText("?" if line.track_id < 0 else str(line.track_id), color=colour)
             self._labels[i].setPos(float(xy[top, 0]), float(xy[top, 1]))
             self._curves[i].setVisible(True)
-            self._labels[i].setVisible(True)
+            self._labels[i].setVisible(self.show_ids)
         for i in range(len(lines), len(self._curves)):
             self._curves[i].setVisible(False)
             self._labels[i].setVisible(False)
         self.visible_count = len(lines)
 
+    def set_ids_visible(self, on: bool) -> None:
+        """ID labels on or off (a crowded frame reads better without them)."""
+        self.show_ids = on
+        for i in range(self.visible_count):
+            self._labels[i].setVisible(on)
+
     def labels(self) -> list[str]:
-        """Texts of the visible id labels (what a user reads on screen)."""
-        return [self._labels[i].toPlainText() for i in range(self.visible_count)]
+        """Texts of the id labels on screen (what a user reads)."""
+        return [label.toPlainText() for label in self._labels[: self.visible_count] if label.isVisible()]
 
 
 class LiveWindow(QMainWindow):
@@ -165,6 +172,10 @@ class LiveWindow(QMainWindow):
         self.model_action.triggered.connect(self._choose_model)
         bar.addAction(self.model_action)
         bar.addSeparator()
+        self.ids_box = QCheckBox("IDs", self)
+        self.ids_box.setChecked(True)
+        self.ids_box.toggled.connect(lambda on: self.overlay.set_ids_visible(on))
+        bar.addWidget(self.ids_box)
         self.masks_box = QCheckBox("Masks", self)
         self.masks_box.toggled.connect(self._toggle_masks)
         bar.addWidget(self.masks_box)

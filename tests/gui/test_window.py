@@ -59,6 +59,9 @@ def test_frames_arrive_with_tracked_overlay_and_a_growing_spacing_curve(
     shown = window.displayed.result
     assert window.overlay.visible_count == len(shown.lines) >= 2
     assert sorted(window.overlay.labels()) == sorted(str(line.track_id) for line in shown.lines)
+    window.ids_box.setChecked(False)
+    assert window.overlay.labels() == []
+    window.ids_box.setChecked(True)
     assert window.image_item.image.shape == demo_video.images.shape[1:]
 
     qtbot.waitUntil(lambda: curve_points(window) >= 2, timeout=WAIT_MS)
