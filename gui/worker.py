@@ -324,8 +324,12 @@ class LiveController(QObject):
     def start(self) -> None:
         self.thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> bool:
-        """Stop the worker and wait for its thread; True when it has ended."""
+    def stop(self, timeout_s: float = 15.0) -> bool:
+        """Stop the worker and wait for its thread; True when it has ended.
+
+        The default outlasts the 10 s that opening a stream may block (PyAV's open timeout), the
+        one step that cannot be interrupted.
+        """
         self.worker.request_stop()
         if self.thread.isRunning():
             self.thread.quit()
