@@ -54,6 +54,7 @@ def _add_loop_args(p: argparse.ArgumentParser, *, epochs: int, steps: int, lr: f
     g.add_argument("--crop", type=_size, default=(256, 256), help="training crop, N or HxW")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
     g.add_argument("--threads", type=int, default=2, help="torch threads")
+    g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast with AMX/AVX512-BF16)")
     g.add_argument("--workers", type=int, default=1, help="data-loader processes (0: in the main process)")
     g.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that crosses this")
     g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -124,6 +125,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--name", required=True, help="model name: writes NAME.onnx, NAME.safetensors, NAME.json")
     ex.add_argument("--not-default", action="store_true", help="do not mark this model as the default")
     ex.add_argument("--tolerance", type=float, default=1e-4, help="max |ONNX - torch| accepted")
+    ex.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (fp16 inside, for GPUs)")
+    ex.add_argument("--fp16-tolerance", type=float, default=1e-2, help="max |fp16 ONNX - fp32 torch|")
 
 
 def _add_labelled_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -150,6 +153,7 @@ def _loop_config(args: argparse.Namespace, data, model):
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         threads=args.threads,
+        bf16=args.bf16,
         workers=args.workers,
         max_minutes=args.max_minutes,
         out_dir=args.out,
@@ -215,11 +219,17 @@ def _run_export(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else _models_dir()
     card = ship(
-        load_weights(args.weights), out, args.name, default=not args.not_default, tolerance=args.tolerance
+        load_weights(args.weights),
+        out,
+        args.name,
+        default=not args.not_default,
+        tolerance=args.tolerance,
+        fp16_tolerance=args.fp16_tolerance if args.fp16 else None,
     )
     print(
         f"wrote {out / (args.name + '.onnx')} ({card['onnx_bytes'] / 1e6:.1f} MB, "
         f"parity max |Δ| {card['export_parity_max_abs']:.1e}), .safetensors and .json"
+        + (f", {card['fp16']['file']} (|Δ| {card['fp16']['parity_max_abs']:.1e})" if "fp16" in card else "")
     )
     return 0
 

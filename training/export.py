@@ -10,6 +10,7 @@ so a silently broken exporter can never ship.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -115,12 +116,24 @@ def model_metadata(weights: Weights, extra: dict | None = None) -> dict:
     return meta
 
 
-def _export_graph(net: torch.nn.Module, path: Path) -> None:
+class HalfProbsModel(torch.nn.Module):
+    """fp16 weights and activations behind float32 input/output, so the file contract is unchanged."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(net).half()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(image.half())).float()
+
+
+def _export_graph(net: torch.nn.Module, path: Path, half: bool = False) -> None:
     batch, height, width = (torch.export.Dim(n, min=1, max=8192) for n in ("batch", "height", "width"))
     example = torch.zeros(1, 1, 64, 64)
+    wrapper = HalfProbsModel(net) if half else ProbsModel(net)
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(
-            ProbsModel(net).eval(),
+            wrapper.eval(),
             (example,),
             str(path),
             input_names=["image"],
@@ -164,14 +177,21 @@ def _add_metadata(path: Path, meta: dict) -> None:
 
 
 def export_onnx(
-    weights: Weights, out: str | Path, *, extra_meta: dict | None = None, tolerance: float = 1e-4
+    weights: Weights,
+    out: str | Path,
+    *,
+    extra_meta: dict | None = None,
+    tolerance: float = 1e-4,
+    half: bool = False,
 ) -> float:
-    """Write ``out`` (ONNX with metadata) only if onnxruntime matches torch; returns the max |Δ|."""
+    """Write ``out`` (ONNX with metadata) only if onnxruntime matches torch; returns the max |Δ|.
+
+    The reference is always the float32 torch model, also for ``half`` (fp16, for GPUs)."""
     out = Path(out)
     net = weights.network()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "model.onnx"
-        _export_graph(net, tmp_path)
+        _export_graph(net, tmp_path, half)
         _add_metadata(tmp_path, model_metadata(weights, extra_meta))
         delta = parity(tmp_path, net)
         if not delta <= tolerance:
@@ -228,9 +248,17 @@ def training_card(weights: Weights) -> dict:
 
 
 def ship(
-    weights: Weights, models_dir: str | Path, name: str, *, default: bool = True, tolerance: float = 1e-4
+    weights: Weights,
+    models_dir: str | Path,
+    name: str,
+    *,
+    default: bool = True,
+    tolerance: float = 1e-4,
+    fp16_tolerance: float | None = None,
 ) -> dict:
-    """Write ``<name>.onnx``, ``<name>.safetensors`` and the ``<name>.json`` card; returns the card."""
+    """Write ``<name>.onnx``, ``<name>.safetensors`` and the ``<name>.json`` card; returns the card.
+
+    With ``fp16_tolerance`` also ``<name>.fp16.onnx`` (GPU deployment), recorded in the card."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = models_dir / f"{name}.onnx"
@@ -248,5 +276,15 @@ def ship(
         "export_parity_max_abs": delta,
         "default": default,
     }
+    if fp16_tolerance is not None:
+        half_path = models_dir / f"{name}.fp16.onnx"
+        half_delta = export_onnx(
+            weights, half_path, tolerance=fp16_tolerance, half=True, extra_meta={"fp16": True}
+        )
+        card["fp16"] = {
+            "file": half_path.name,
+            "sha256": sha256_file(half_path),
+            "parity_max_abs": half_delta,
+        }
     card_path.write_text(json.dumps(card, indent=1) + "\n")
     return card

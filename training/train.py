@@ -45,7 +45,10 @@ HISTORY_FIELDS = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``max_minutes`` stops cleanly after the epoch that crosses it."""
+    """One training run. ``max_minutes`` stops cleanly after the epoch that crosses it.
+
+    ``bf16``: bfloat16 autocast with channels-last tensors for the training steps (validation stays
+    float32); about 1.5-2x faster on CPUs with AMX/AVX512-BF16, slower on CPUs without them."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -60,6 +63,7 @@ class TrainConfig:
     val_seed: int = 999_999_937
     val_size: tuple[int, int] = (256, 256)
     threads: int = 2
+    bf16: bool = False
     workers: int = 1
     max_minutes: float = 0.0
     out_dir: str = "runs/train"
@@ -200,6 +204,15 @@ def validate(
     return float(np.mean(losses)), summarise(scores)
 
 
+def forward(net: torch.nn.Module, images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Float32 logits of a training batch, computed in bfloat16 when ``config.bf16``."""
+    x = (images - config.model.mean) / config.model.std
+    if not config.bf16:
+        return net(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return net(x.contiguous(memory_format=torch.channels_last)).float()
+
+
 def save_checkpoint(path: Path, net, optimizer, state: dict, config: TrainConfig) -> None:
     """Write atomically, so a run killed mid-save never leaves a broken ``last.pt``."""
     tmp = path.with_suffix(".tmp")
@@ -281,6 +294,8 @@ def train(
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.data.seed)
     net = build_model(config.model)
+    if config.bf16:
+        net = net.to(memory_format=torch.channels_last)
     if init_weights is not None:
         net.load_state_dict(init_weights)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -316,8 +331,7 @@ def train(
             images, masks, counts = next(batches)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state["step"], config)
-            x = (images - config.model.mean) / config.model.std
-            loss = matched_dice_loss(net(x), masks, counts, config.loss)
+            loss = matched_dice_loss(forward(net, images, config), masks, counts, config.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

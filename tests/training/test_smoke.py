@@ -88,9 +88,23 @@ def test_export_refuses_to_write_a_model_that_differs(tiny_run, tiny_model, tmp_
 
     weights = export.load_weights(tiny_run)
     changed = {k: v + 0.05 if v.is_floating_point() else v for k, v in weights.state.items()}
-    monkeypatch.setattr(export, "_export_graph", lambda net, path: shutil.copyfile(tiny_model, path))
+    fake = lambda net, path, half=False: shutil.copyfile(tiny_model, path)  # noqa: E731
+    monkeypatch.setattr(export, "_export_graph", fake)
     out = tmp_path / "bad.onnx"
     with pytest.raises(RuntimeError, match="differs from torch"):
         export.export_onnx(dataclasses.replace(weights, state=changed), out)
     assert not out.exists()
     assert torch.is_tensor(changed["segmentation_head.0.weight"])
+
+
+def test_fp16_export_keeps_float32_io(tiny_run, tmp_path):
+    import onnx
+
+    from dislotrack.training.export import export_onnx, load_weights
+
+    half = tmp_path / "half.fp16.onnx"
+    assert export_onnx(load_weights(tiny_run), half, tolerance=1e-2, half=True) <= 1e-2
+    graph = onnx.load(str(half)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
