@@ -118,6 +118,8 @@ class Predictor:
             raise ValueError(f"model {self.model.path.name} must output (B, N, H, W) probabilities")
         self._input = inputs[0].name
         self._output = outputs[0].name
+        # an fp16 export takes half-precision input; probabilities are always handed on as float32
+        self._input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
 
     @property
     def threshold(self) -> float:
@@ -129,7 +131,9 @@ class Predictor:
         if batch.ndim == 2:
             batch = batch[None]
         _, h, w = batch.shape
-        (probs,) = self.session.run([self._output], {self._input: preprocess(batch, self.meta)})
+        x = preprocess(batch, self.meta).astype(self._input_dtype, copy=False)
+        (probs,) = self.session.run([self._output], {self._input: x})
+        probs = probs.astype(np.float32, copy=False)
         if probs.shape[1] != self.meta.n_masks:
             raise ValueError(
                 f"model gave {probs.shape[1]} masks but its metadata says n_masks={self.meta.n_masks}"

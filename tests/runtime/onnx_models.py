@@ -34,20 +34,29 @@ def metadata(n_masks: int = 4, mean: float = 0.3, std: float = 0.2, **extra: obj
     return meta
 
 
-def build_model(meta: dict, gain: float = 20.0, level: float = 0.5, with_metadata: bool = True) -> bytes:
-    """Serialised ONNX model computing ``sigmoid(gain * (grey/max - level))`` on every channel."""
+def build_model(
+    meta: dict, gain: float = 20.0, level: float = 0.5, with_metadata: bool = True, half_io: bool = False
+) -> bytes:
+    """Serialised ONNX model computing ``sigmoid(gain * (grey/max - level))`` on every channel.
+
+    ``half_io``: float16 input and output around the float32 graph (as a half-precision export has).
+    """
     n = int(meta["n_masks"])
     # x = (g - mean) / std  =>  g = x * std + mean; we want gain * (g - level).
     w = np.full((n, 1, 1, 1), gain * meta["std"], dtype=np.float32)
     b = np.full((n,), gain * (meta["mean"] - level), dtype=np.float32)
+    io_type = TensorProto.FLOAT16 if half_io else TensorProto.FLOAT
+    nodes = [
+        helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["x", "w", "b"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["p"]),
+        helper.make_node("Cast", ["p"], ["probs"], to=io_type),
+    ]
     graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["image", "w", "b"], ["logits"]),
-            helper.make_node("Sigmoid", ["logits"], ["probs"]),
-        ],
+        nodes,
         "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 1, "H", "W"])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["B", n, "H", "W"])],
+        [helper.make_tensor_value_info("image", io_type, ["B", 1, "H", "W"])],
+        [helper.make_tensor_value_info("probs", io_type, ["B", n, "H", "W"])],
         initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

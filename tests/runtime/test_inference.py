@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from onnx_models import expected_probs, metadata, write_model
+from onnx_models import build_model, expected_probs, metadata, write_model
 
 from dislotrack.runtime.inference import InferenceConfig, Predictor, padded_size, select_providers
 from dislotrack.runtime.model import ModelMeta, load_model_file
@@ -127,3 +127,13 @@ def test_no_or_two_default_cards_are_errors(tmp_path, monkeypatch):
     _package(tmp_path, monkeypatch, {"a": True, "b": True})
     with pytest.raises(RuntimeError, match="more than one"):
         default_model_path()
+
+
+def test_half_precision_io_models_take_float16_and_give_float32(tmp_path):
+    meta = metadata(n_masks=2)
+    path = tmp_path / "half.onnx"
+    path.write_bytes(build_model(meta, half_io=True))
+    images = np.random.default_rng(3).integers(0, 256, size=(2, 40, 48), dtype=np.uint8)
+    probs = Predictor(path, InferenceConfig(device="cpu")).predict(images)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs[:, 0], expected_probs(images), atol=2e-3)
