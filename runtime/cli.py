@@ -45,7 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PX",
         help="tile frames whose larger side exceeds PX (default 1536)",
     )
-    p.add_argument("--post-workers", type=int, default=1, help="threads for line extraction")
+    p.add_argument(
+        "--post-workers",
+        type=int,
+        default=None,
+        help="threads for line extraction (default: 1 on CPU, cores - 2 with a GPU)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_process)
 
@@ -75,7 +80,7 @@ def _options(args: argparse.Namespace, **changes):
     from dislotrack.runtime.batch import ProcessOptions
     from dislotrack.runtime.pipeline import PipelineConfig
 
-    pipeline = PipelineConfig(post_workers=max(1, getattr(args, "post_workers", 1)))
+    pipeline = PipelineConfig(post_workers=getattr(args, "post_workers", None))
     if getattr(args, "tile_above", None):
         pipeline = replace(pipeline, tiling=replace(pipeline.tiling, max_side=args.tile_above))
     base = ProcessOptions(

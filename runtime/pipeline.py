@@ -13,6 +13,7 @@ Closing the generator (or setting ``stop``) stops every thread; nothing is left 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dislotrack.runtime.inference import InferenceConfig, Predictor
+from dislotrack.runtime.inference import GPU_PROVIDERS, InferenceConfig, Predictor
 from dislotrack.runtime.lines import LineConfig, extract_lines
 from dislotrack.runtime.model import ModelFile
 from dislotrack.runtime.results import Frame, FrameResult, Line
@@ -55,7 +56,7 @@ class PipelineConfig:
 
     batch_size: int = 4
     queue_frames: int = 8  # frames in flight between two stages (bounds memory)
-    post_workers: int = 1  # threads extracting lines in parallel (frames stay in order)
+    post_workers: int | None = None  # line-extraction threads (frames stay in order); None: by provider
     with_labels: bool = True  # label image per frame (the GUI shows it; export does not need it)
     lines: LineConfig = field(default_factory=LineConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -216,6 +217,15 @@ class Analyser:
         return lines, frame_spacings(lines, self.spacing), time.perf_counter() - t0
 
 
+def default_post_workers(provider: str, cpu_count: int | None = None) -> int:
+    """One line-extraction thread when the CPU also runs the model (it needs the cores); with a GPU
+    the CPU only post-processes, which is then the bottleneck: use the cores but two (decode, GPU
+    feeding)."""
+    if provider not in GPU_PROVIDERS:
+        return 1
+    return max(1, min(8, (cpu_count or os.cpu_count() or 1) - 2))
+
+
 def resolve_config(config: PipelineConfig | None, batch_size: int | None) -> PipelineConfig:
     """The config to run: ``batch_size``, when given, overrides the config's."""
     config = config or PipelineConfig()
@@ -268,7 +278,8 @@ def _generate(
     halt = threading.Event()
     decoded: queue.Queue = queue.Queue(maxsize=config.queue_frames)
     inferred: queue.Queue = queue.Queue(maxsize=config.queue_frames)
-    pool = ThreadPoolExecutor(max(1, config.post_workers), thread_name_prefix="dislotrack-post")
+    workers = config.post_workers or default_post_workers(getattr(model, "provider", ""))
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="dislotrack-post")
     threads = [
         threading.Thread(target=_read, args=(frames, decoded, halt), name="dislotrack-read", daemon=True),
         threading.Thread(

@@ -178,3 +178,12 @@ def test_batch_size_comes_from_the_config_unless_given(model):
     assert resolve_config(None, None).batch_size == PipelineConfig().batch_size
     with pytest.raises(ValueError, match="batch size"):
         iter_results(_frames(1), model=model, batch_size=0)
+
+
+def test_post_workers_follow_the_provider():
+    from dislotrack.runtime.pipeline import default_post_workers
+
+    assert default_post_workers("CPUExecutionProvider", 16) == 1
+    assert default_post_workers("CUDAExecutionProvider", 16) == 8
+    assert default_post_workers("TensorrtExecutionProvider", 4) == 2
+    assert default_post_workers("CUDAExecutionProvider", 2) == 1
