@@ -113,6 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "2 labelled frames)",
     )
     ev.add_argument("--tolerance", type=float, default=3.0, help="centreline tolerance, px")
+    ev.add_argument(
+        "--raw-masks",
+        action="store_true",
+        help="score the thresholded output channels as instances instead of the runtime's lines",
+    )
     ev.add_argument("--per-image", default=None, help="write per-image figures to this CSV")
     ev.add_argument(
         "--card-key", default=None, help="also store the figures under metrics.<KEY> in the model's JSON card"

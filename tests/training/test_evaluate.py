@@ -83,7 +83,8 @@ def test_runtime_masks_removes_duplicate_channels():
 def test_evaluate_on_held_out_synthetic_images(tiny_model, capsys):
     from dislotrack.cli.main import main
 
-    assert main(["evaluate", "--model", str(tiny_model), "--synthetic", "2", "--size", "64x96"]) == 0
+    args = ["evaluate", "--model", str(tiny_model), "--synthetic", "2", "--size", "64x96", "--raw-masks"]
+    assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_images"] == 2 and out["data"]["synthetic"]["seed"] == 999_999_937
-    assert out["n_true"] > 0
+    assert out["n_true"] > 0 and out["settings"]["instances"] == "raw masks"
