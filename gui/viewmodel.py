@@ -6,6 +6,7 @@ picks, which colour a track gets) is a small pure function with a plain unit tes
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -159,13 +160,22 @@ class SpacingHistory:
 
     max_points: int = 20_000
     _series: dict[Pair, TimeSeries] = field(default_factory=dict)
+    _last_seen: dict[Pair, int] = field(default_factory=dict)
+    _results: int = 0
 
     def add(self, result: FrameResult) -> None:
+        """Append one result's spacings; a pair missing from the previous result gets a NaN first, so
+        its curve breaks there instead of bridging the frames where the two were not neighbours."""
+        self._results += 1
         for s in result.spacings:
-            series = self._series.get(pair_key(s))
+            key = pair_key(s)
+            series = self._series.get(key)
             if series is None:
-                series = self._series[pair_key(s)] = TimeSeries(self.max_points)
+                series = self._series[key] = TimeSeries(self.max_points)
+            elif self._last_seen[key] != self._results - 1:
+                series.append(result.time_s, math.nan)
             series.append(result.time_s, s.spacing_px)
+            self._last_seen[key] = self._results
 
     def pairs(self) -> list[Pair]:
         return sorted(self._series)
@@ -180,7 +190,9 @@ class SpacingHistory:
         return [p for p in self.pairs() if p[0] in tracks and p[1] in tracks]
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self._series.values())
+        """Number of spacing points held (breaks not counted)."""
+        return sum(int(np.isfinite(s.arrays()[1]).sum()) for s in self._series.values())
 
     def clear(self) -> None:
         self._series.clear()
+        self._last_seen.clear()

@@ -357,7 +357,7 @@ class LiveWindow(QMainWindow):
             if curve is None:
                 order = self._pair_order.setdefault(pair, len(self._pair_order))
                 pen = pg.mkPen(palette_colour(order), width=2)
-                curve = self.plot_widget.plot(name=f"{pair[0]}–{pair[1]}", pen=pen)
+                curve = self.plot_widget.plot(name=f"{pair[0]}–{pair[1]}", pen=pen, connect="finite")
                 curve.setDownsampling(auto=True, method="peak")
                 curve.setClipToView(True)
                 self._curves[pair] = curve

@@ -87,6 +87,17 @@ def test_spacing_history_groups_pairs_and_is_bounded():
     assert history.series((3, 4))[0].size == 0
 
 
+def test_a_pair_that_was_not_neighbours_for_a_while_gets_a_break_in_its_curve():
+    history = SpacingHistory()
+    seen = [True, True, False, False, True, True]
+    for i, present in enumerate(seen):
+        history.add(result(i * 0.1, [Spacing(1, 2, 5.0 + i)] if present else [Spacing(3, 4, 1.0)]))
+    t, d = history.series((1, 2))
+    assert t == pytest.approx([0.0, 0.1, 0.4, 0.4, 0.5])
+    assert np.isnan(d[2]) and d[[0, 1, 3, 4]] == pytest.approx([5.0, 6.0, 9.0, 10.0])
+    assert len(history) == 4 + 2
+
+
 def test_time_series_keeps_the_newest_points_in_order_across_buffer_wraps():
     series = TimeSeries(max_points=5)
     for i in range(23):
