@@ -93,11 +93,25 @@ def load_weights(path: str | Path) -> Weights:
     return Weights(ModelConfig.from_dict(ckpt["config"]["model"]), ckpt["model"], info)
 
 
+def validation_figures(weights: Weights) -> dict:
+    """The best checkpoint's validation figures and what they were measured on."""
+    train = weights.info.get("train", {})
+    best = weights.info.get("state", {}).get("best_summary")
+    if not train or not best:
+        return weights.info.get("metrics", {}).get("validation", {})
+    where = {
+        "preset": train.get("data", {}).get("preset"),
+        "seed": train.get("val_seed"),
+        "size": train.get("val_size"),
+        "instances": "raw masks",
+    }
+    return {**best, "data": where}
+
+
 def model_metadata(weights: Weights, extra: dict | None = None) -> dict:
     """The ``dislotrack`` metadata JSON of the contract (plus training provenance)."""
     m = weights.model
     train = weights.info.get("train", {})
-    state = weights.info.get("state", {})
     meta = {
         "n_masks": m.n_masks,
         "mean": m.mean,
@@ -109,7 +123,7 @@ def model_metadata(weights: Weights, extra: dict | None = None) -> dict:
         "decoder_channels": list(m.decoder_channels),
         "model": m.to_dict(),
         "preset": train.get("data", {}).get("preset", weights.info.get("preset", "")),
-        "metrics": {"validation": state.get("best_summary", weights.info.get("metrics", {}))},
+        "metrics": {"validation": validation_figures(weights)},
         "code_version": code_version(),
     }
     meta.update(extra or {})
