@@ -258,7 +258,8 @@ class PipelineWorker(QObject):
         from dislotrack.runtime.pipeline import resolve_model
 
         model = resolve_model(s.model, s.device)
-        name = model_name(s.model)
+        model_file = getattr(model, "model", None)  # a Predictor names its ONNX file (also the default)
+        name = f"{model_file.name}" if s.model is None and model_file is not None else model_name(s.model)
         self.modelLoaded.emit(name, getattr(model, "provider", ""))
         return model
 
