@@ -111,6 +111,23 @@ def selected_pileup(spacings: Sequence[Spacing], anchor: int | None) -> frozense
     return groups[0] if groups else frozenset()
 
 
+def label_positions(lines: Sequence[Line]) -> list[tuple[float, float]]:
+    """Where to write each line's ID: whichever of its two ends or its middle lies farthest from the
+    labels already placed, so the IDs of a tight pile-up fan out instead of piling onto each other."""
+    placed: list[np.ndarray] = []
+    for line in lines:
+        pts = line.points
+        candidates = np.stack([pts[0], pts[-1], pts[len(pts) // 2]])
+        if placed:
+            others = np.stack(placed)
+            gaps = np.min(np.hypot(*(candidates[:, None, :] - others[None, :, :]).transpose(2, 0, 1)), axis=1)
+            best = candidates[int(np.argmax(gaps))]
+        else:
+            best = candidates[0]
+        placed.append(best)
+    return [(float(x), float(y)) for x, y in placed]
+
+
 def line_at(lines: Sequence[Line], x: float, y: float, max_dist_px: float) -> Line | None:
     """The line whose centreline passes closest to (x, y), if within ``max_dist_px``."""
     best, best_d = None, max_dist_px

@@ -13,7 +13,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QFont
@@ -33,6 +32,7 @@ from dislotrack.gui.settings import LiveSettings
 from dislotrack.gui.viewmodel import (
     SpacingHistory,
     TrackColours,
+    label_positions,
     line_at,
     mask_rgba,
     palette_colour,
@@ -67,7 +67,7 @@ class LineOverlay:
     def _grow(self, n: int) -> None:
         while len(self._curves) < n:
             curve = pg.PlotCurveItem()
-            label = pg.TextItem(anchor=(0.5, 1.0))
+            label = pg.TextItem(anchor=(0.5, 0.5))
             label.setFont(self._font)
             curve.setZValue(10)
             label.setZValue(11)
@@ -78,12 +78,13 @@ class LineOverlay:
 
     def show(self, lines: tuple[Line, ...], colours: list[tuple[int, int, int]]) -> None:
         self._grow(len(lines))
+        positions = label_positions(lines)
         for i, (line, colour) in enumerate(zip(lines, colours, strict=True)):
             xy = line.points + PIXEL_CENTRE
             self._curves[i].setData(xy[:, 0], xy[:, 1], pen=pg.mkPen(colour, width=2))
-            top = int(np.argmin(xy[:, 1]))
             self._labels[i].setText("?" if line.track_id < 0 else str(line.track_id), color=colour)
-            self._labels[i].setPos(float(xy[top, 0]), float(xy[top, 1]))
+            x, y = positions[i]
+            self._labels[i].setPos(x + PIXEL_CENTRE, y + PIXEL_CENTRE)
             self._curves[i].setVisible(True)
             self._labels[i].setVisible(self.show_ids)
         for i in range(len(lines), len(self._curves)):

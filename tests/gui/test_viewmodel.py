@@ -11,6 +11,7 @@ from dislotrack.gui.viewmodel import (
     SpacingHistory,
     TimeSeries,
     TrackColours,
+    label_positions,
     line_at,
     mask_rgba,
     pileups,
@@ -66,6 +67,15 @@ def test_pileups_are_connected_groups_largest_first():
     assert selected_pileup(spacings, anchor=None) == frozenset({1, 2, 3})
     assert selected_pileup(spacings, anchor=42) == frozenset({1, 2, 3})
     assert selected_pileup([], anchor=None) == frozenset()
+
+
+def test_id_labels_of_a_tight_pileup_fan_out_over_the_line_ends():
+    lines = [vertical_line(10.0 + 3 * k, track_id=k) for k in range(4)]  # 3 px apart, 50 px long
+    positions = np.array(label_positions(lines))
+    gaps = np.hypot(*(positions[:, None] - positions[None, :]).transpose(2, 0, 1))
+    assert gaps[~np.eye(4, dtype=bool)].min() > 5.0  # all four at the same end would be 3 px apart
+    for (x, y), line in zip(positions, lines, strict=True):
+        assert np.min(np.hypot(line.points[:, 0] - x, line.points[:, 1] - y)) < 1e-6  # on its own line
 
 
 def test_line_at_picks_the_nearest_line_within_radius():
