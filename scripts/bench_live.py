@@ -53,23 +53,29 @@ def demo_video(seconds: float, size: int, out_dir: Path) -> Path:
 
 
 class Probe:
-    """Collects what the window does, from its first drawn frame on (model loading is not live time)."""
+    """Collects what the window does, from its first drawn frame (model loading is not live time) to
+    the last frame that arrived (after it the pipeline only drains, which a camera never does)."""
 
     def __init__(self) -> None:
-        self.first = None
-        self.first_refreshes = (0, 0)
+        self.first = self.last_arrival = None
+        self.first_refreshes = self.last_refreshes = (0, 0)
         self.latencies: list[float] = []
         self.gaps_ms: list[int] = []
 
     def drawn(self, window) -> None:
         if self.first is None:
-            self.first = window.worker.stats()
-            self.first_refreshes = (window.frame_refreshes, window.plot_refreshes)
+            self.first = self.last_arrival = window.worker.stats()
+            self.first_refreshes = self.last_refreshes = (window.frame_refreshes, window.plot_refreshes)
         self.latencies.append(window.latencies_s[-1])
 
-    def beat(self, gap_ms: int) -> None:
-        if self.first is not None:
-            self.gaps_ms.append(gap_ms)
+    def beat(self, gap_ms: int, window) -> None:
+        if self.first is None:
+            return
+        self.gaps_ms.append(gap_ms)
+        stats = window.worker.stats()
+        if stats.frames_in > self.last_arrival.frames_in:
+            self.last_arrival = stats
+            self.last_refreshes = (window.frame_refreshes, window.plot_refreshes)
 
 
 def run(video: Path, model: str | None, device: str, in_flight: int, refresh_hz: float) -> LiveBench:
@@ -93,7 +99,7 @@ def run(video: Path, model: str | None, device: str, in_flight: int, refresh_hz:
     clock = QElapsedTimer()
     heartbeat = QTimer()  # a 10 ms tick: the gaps between ticks show how long the GUI thread was busy
     heartbeat.setInterval(10)
-    heartbeat.timeout.connect(lambda: probe.beat(clock.restart()))
+    heartbeat.timeout.connect(lambda: probe.beat(clock.restart(), window))
     done = QTimer()  # quit from the GUI thread once the window has seen the source end
     done.timeout.connect(lambda: app.quit() if window.outcome is not None else None)
     done.start(100)
@@ -102,12 +108,12 @@ def run(video: Path, model: str | None, device: str, in_flight: int, refresh_hz:
     window.start()
     app.exec()
     heartbeat.stop()
-    last = window.worker.stats()
-    if window.outcome != "ended" or last is None or probe.first is None:
+    if window.outcome != "ended" or probe.first is None:
         raise RuntimeError(f"the live session did not run to the end: {window.banner.text()}")
-    first, (frames0, plots0) = probe.first, probe.first_refreshes
+    first, last = probe.first, probe.last_arrival
     wall = last.at_s - first.at_s
     r = rates(first, last)
+    (frames0, plots0), (frames1, plots1) = probe.first_refreshes, probe.last_refreshes
     median, p95 = latency_summary(probe.latencies[1:])
     shown = window.displayed.result
     result = LiveBench(
@@ -119,8 +125,8 @@ def run(video: Path, model: str | None, device: str, in_flight: int, refresh_hz:
         dropped_per_s=r.dropped,
         latency_median_s=median,
         latency_p95_s=p95,
-        frame_refreshes_per_s=(window.frame_refreshes - frames0) / wall,
-        plot_refreshes_per_s=(window.plot_refreshes - plots0) / wall,
+        frame_refreshes_per_s=(frames1 - frames0) / wall,
+        plot_refreshes_per_s=(plots1 - plots0) / wall,
         gui_max_stall_s=max(probe.gaps_ms, default=0) / 1000.0,
         gui_p99_stall_s=float(np.percentile(probe.gaps_ms, 99)) / 1000.0 if probe.gaps_ms else 0.0,
         provider=shown.provider,
