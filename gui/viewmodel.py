@@ -7,8 +7,7 @@ picks, which colour a track gets) is a small pure function with a plain unit tes
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,8 +35,9 @@ Pair = tuple[int, int]
 class TrackColours:
     """A colour per track id, chosen when the track first appears and then kept for its lifetime.
 
-    A new track gets the palette colour least used by the tracks on screen with it, so up to ten
-    dislocations in view never share a colour, whatever their ids (ids grow without bound as
+    A new track gets the palette colour whose nearest user on screen is farthest away (an unused
+    colour if there is one), so up to ten dislocations in view never share a colour and, beyond
+    that, lines sharing one are far apart — whatever their ids (ids grow without bound as
     dislocations enter and leave, so a colour from the id alone would repeat between neighbours).
     """
 
@@ -45,17 +45,24 @@ class TrackColours:
         self._index: dict[int, int] = {}
         self._next = 0
 
-    def for_tracks(self, track_ids: Sequence[int]) -> list[tuple[int, int, int]]:
-        """Colours of the tracks shown together, assigning colours to the new ones among them."""
-        in_use = Counter(self._index[t] for t in track_ids if t in self._index)
+    def for_lines(self, lines: Sequence[Line]) -> list[tuple[int, int, int]]:
+        """Colours of the lines shown together, assigning colours to new tracks among them."""
         n = len(PALETTE)
-        for t in track_ids:
-            if t >= 0 and t not in self._index:
-                index = min(range(n), key=lambda i: (in_use[i], (i - self._next) % n))
-                self._index[t] = index
-                in_use[index] += 1
-                self._next = index + 1
-        return [PALETTE[self._index[t]] if t >= 0 else UNTRACKED_RGB for t in track_ids]
+        centres = [line.points.mean(axis=0) for line in lines]
+        for line, centre in zip(lines, centres, strict=True):
+            t = line.track_id
+            if t < 0 or t in self._index:
+                continue
+            nearest = np.full(n, np.inf)
+            for other, other_centre in zip(lines, centres, strict=True):
+                index = self._index.get(other.track_id)
+                if index is not None:
+                    nearest[index] = min(nearest[index], float(np.hypot(*(centre - other_centre))))
+            rotation = (np.arange(n) - self._next) % n
+            index = int(np.lexsort((rotation, -nearest))[0])  # farthest, then next in turn
+            self._index[t] = index
+            self._next = index + 1
+        return [PALETTE[self._index[ln.track_id]] if ln.track_id >= 0 else UNTRACKED_RGB for ln in lines]
 
     def clear(self) -> None:
         self._index.clear()
@@ -102,13 +109,17 @@ def pileups(spacings: Iterable[Spacing]) -> list[frozenset[int]]:
     return sorted((frozenset(g) for g in groups.values()), key=lambda g: (-len(g), min(g)))
 
 
-def selected_pileup(spacings: Sequence[Spacing], anchor: int | None) -> frozenset[int]:
-    """The pile-up holding track ``anchor``; the largest one when there is no anchor or it is gone."""
+def selected_pileup(
+    spacings: Sequence[Spacing], anchor: int | None, history_points: Callable[[frozenset[int]], int]
+) -> frozenset[int]:
+    """The pile-up holding track ``anchor``; without one (or once it is gone), the pile-up in view
+    with the longest spacing history, so the plot does not jump to a pile-up whose tracks were just
+    renumbered; ties go to the pile-up with more dislocations."""
     groups = pileups(spacings)
     for group in groups:
         if anchor is not None and anchor in group:
             return group
-    return groups[0] if groups else frozenset()
+    return max(groups, key=lambda g: (history_points(g), len(g)), default=frozenset())
 
 
 def label_positions(lines: Sequence[Line]) -> list[tuple[float, float]]:
@@ -201,6 +212,10 @@ class SpacingHistory:
         """Times (s) and spacings (px) of one pair, oldest first (read-only views)."""
         series = self._series.get(pair)
         return series.arrays() if series is not None else (np.empty(0), np.empty(0))
+
+    def points_within(self, tracks: frozenset[int]) -> int:
+        """Spacing points held for the pairs of one pile-up (how much history the plot would show)."""
+        return sum(len(self._series[p]) for p in self.pairs_within(tracks))
 
     def pairs_within(self, tracks: frozenset[int]) -> list[Pair]:
         """Pairs whose two tracks both belong to ``tracks`` (one pile-up)."""

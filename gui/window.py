@@ -328,7 +328,7 @@ class LiveWindow(QMainWindow):
         if self.levels is None:
             self.levels = robust_levels(image)
         self.image_item.setImage(image, autoLevels=False, levels=self.levels)
-        colours = self.colours.for_tracks([line.track_id for line in result.lines])
+        colours = self.colours.for_lines(result.lines)
         self.overlay.show(result.lines, colours)
         if self.masks_box.isChecked():
             self._draw_masks(result)
@@ -344,11 +344,11 @@ class LiveWindow(QMainWindow):
         if result.labels is None:
             self.mask_item.clear()
             return
-        colours = self.colours.for_tracks([line.track_id for line in result.lines])
+        colours = self.colours.for_lines(result.lines)
         self.mask_item.setImage(mask_rgba(result.labels, colours), autoLevels=False)
 
     def _draw_plot(self, result: FrameResult) -> None:
-        group = selected_pileup(result.spacings, self.anchor_track)
+        group = selected_pileup(result.spacings, self.anchor_track, self.history.points_within)
         pairs = self.history.pairs_within(group)
         for pair in set(self._curves) - set(pairs):
             self.plot_widget.removeItem(self._curves.pop(pair))
@@ -525,7 +525,7 @@ def pileup_caption(group: frozenset[int], anchor: int | None) -> str:
     if not group:
         return "Pile-up: no neighbouring dislocations in this frame."
     ids = ", ".join(map(str, sorted(group)))
-    how = f"of dislocation {anchor}" if anchor in group else "largest; click a dislocation to choose"
+    how = f"of dislocation {anchor}" if anchor in group else "longest history; click a dislocation to choose"
     return f"Pile-up ({how}): dislocations {ids}"
 
 

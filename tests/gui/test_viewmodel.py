@@ -32,13 +32,25 @@ def result(t: float, spacings: list[Spacing]) -> FrameResult:
 
 def test_track_colours_are_kept_and_differ_on_screen_whatever_the_ids():
     colours = TrackColours()
-    first = colours.for_tracks([1, 11, 31, 5])
+    first = colours.for_lines([vertical_line(10.0 * k, t) for k, t in enumerate([1, 11, 31, 5])])
     assert len(set(first)) == 4  # ids equal modulo 10 still get different colours
-    again = colours.for_tracks([31, 1, 77, 11, 5, -1])
+    again = colours.for_lines([vertical_line(10.0 * k, t) for k, t in enumerate([31, 1, 77, 11, 5, -1])])
     assert again[:2] == [first[2], first[0]] and again[3:5] == [first[1], first[3]]
     assert again[2] not in first and again[5] == UNTRACKED_RGB
-    crowd = colours.for_tracks(list(range(100, 110)))
+    crowd = colours.for_lines([vertical_line(10.0 * k, 100 + k) for k in range(10)])
     assert len(set(crowd)) == 10
+
+
+def test_a_colour_shared_beyond_ten_lines_goes_to_lines_far_apart():
+    colours = TrackColours()
+    near = [vertical_line(float(x), k) for k, x in enumerate(range(0, 100, 10))]  # ten lines, 10 px apart
+    far = vertical_line(1000.0, 99)
+    close = vertical_line(5.0, 98)  # between the first two lines
+    shown = colours.for_lines([*near, far])
+    assert len(set(shown[:10])) == 10
+    both = colours.for_lines([*near, far, close])
+    same = [i for i in range(10) if both[i] == both[-1]]
+    assert all(abs(near[i].points[0, 0] - 5.0) > 15 for i in same)  # not either of its neighbours
 
 
 def test_robust_levels_ignore_a_few_saturated_pixels():
@@ -60,13 +72,18 @@ def test_mask_rgba_colours_each_label_by_its_track():
     assert rgba[0, 0, 3] == 0 and rgba[1, 1, 3] == 0
 
 
-def test_pileups_are_connected_groups_largest_first():
+def test_pileups_are_connected_groups_and_the_plot_keeps_the_one_with_history():
     spacings = [Spacing(1, 2, 5.0), Spacing(2, 3, 6.0), Spacing(7, 8, 4.0)]
     assert pileups(spacings) == [frozenset({1, 2, 3}), frozenset({7, 8})]
-    assert selected_pileup(spacings, anchor=8) == frozenset({7, 8})
-    assert selected_pileup(spacings, anchor=None) == frozenset({1, 2, 3})
-    assert selected_pileup(spacings, anchor=42) == frozenset({1, 2, 3})
-    assert selected_pileup([], anchor=None) == frozenset()
+
+    def no_history(_group):
+        return 0
+
+    assert selected_pileup(spacings, anchor=8, history_points=no_history) == frozenset({7, 8})
+    assert selected_pileup(spacings, anchor=None, history_points=no_history) == frozenset({1, 2, 3})
+    assert selected_pileup(spacings, anchor=42, history_points=no_history) == frozenset({1, 2, 3})
+    assert selected_pileup(spacings, None, lambda g: 50 if 7 in g else 3) == frozenset({7, 8})
+    assert selected_pileup([], anchor=None, history_points=no_history) == frozenset()
 
 
 def test_id_labels_of_a_tight_pileup_fan_out_over_the_line_ends():
@@ -93,6 +110,7 @@ def test_spacing_history_groups_pairs_and_is_bounded():
     t, d = history.series((1, 2))
     assert t == pytest.approx([0.2, 0.3, 0.4]) and d == pytest.approx([12.0, 13.0, 14.0])
     assert history.pairs_within(frozenset({1, 2, 3})) == [(1, 2)]
+    assert history.points_within(frozenset({1, 2, 3})) == 3
     assert len(history) == 6
     assert history.series((3, 4))[0].size == 0
 

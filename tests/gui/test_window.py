@@ -213,7 +213,7 @@ def test_click_chooses_the_pileup_of_a_dislocation(qtbot, open_window, demo_vide
     assert window.select_at(float(x), float(y)) == line.track_id
     assert f"of dislocation {line.track_id}" in window.pileup_label.text()
     assert window.select_at(-50.0, -50.0) is None
-    assert "largest" in window.pileup_label.text()
+    assert "longest history" in window.pileup_label.text()
 
 
 def test_export_writes_the_frame_and_the_plot_as_png(qtbot, open_window, demo_video, truth_model, tmp_path):
