@@ -7,6 +7,7 @@ picks, which colour a track gets) is a small pure function with a plain unit tes
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -68,9 +69,30 @@ class TrackColours:
         self._index.clear()
 
 
-def palette_colour(index: int) -> tuple[int, int, int]:
-    """The index-th palette colour (plot curves are coloured in the order their pairs appeared)."""
-    return PALETTE[index % len(PALETTE)]
+class KeyColours:
+    """A colour per key (a pair of tracks on the plot), chosen when it first shows and then kept.
+
+    A new key gets the palette colour least used by the keys shown with it, so up to ten curves on
+    the plot never share a colour and none changes colour while it is shown.
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[object, int] = {}
+        self._next = 0
+
+    def for_keys(self, keys: Sequence[object]) -> list[tuple[int, int, int]]:
+        n = len(PALETTE)
+        used = Counter(self._index[k] for k in keys if k in self._index)
+        for k in keys:
+            if k not in self._index:
+                index = min(range(n), key=lambda i: (used[i], (i - self._next) % n))
+                self._index[k] = index
+                used[index] += 1
+                self._next = index + 1
+        return [PALETTE[self._index[k]] for k in keys]
+
+    def clear(self) -> None:
+        self._index.clear()
 
 
 def robust_levels(image: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> tuple[float, float]:

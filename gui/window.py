@@ -30,12 +30,12 @@ from PySide6.QtWidgets import (
 
 from dislotrack.gui.settings import LiveSettings
 from dislotrack.gui.viewmodel import (
+    KeyColours,
     SpacingHistory,
     TrackColours,
     label_positions,
     line_at,
     mask_rgba,
-    palette_colour,
     robust_levels,
     selected_pileup,
 )
@@ -116,6 +116,7 @@ class LiveWindow(QMainWindow):
         self.worker = self.controller.worker
         self.history = SpacingHistory(settings.history_points)
         self.colours = TrackColours()
+        self.pair_colours = KeyColours()
         self.latest: LiveResult | None = None
         self.displayed: LiveResult | None = None
         self.anchor_track: int | None = None
@@ -131,7 +132,6 @@ class LiveWindow(QMainWindow):
         self._now_s = math.nan
         self._last_draw_s = -math.inf
         self._curves: dict[tuple[int, int], pg.PlotDataItem] = {}
-        self._pair_order: dict[tuple[int, int], int] = {}  # pair -> colour, in order of appearance
 
         self.setWindowTitle(f"dislotrack live — {settings.source}")
         self._build_toolbar()
@@ -290,7 +290,7 @@ class LiveWindow(QMainWindow):
         self.generation = generation
         self.history.clear()
         self.colours.clear()
-        self._pair_order.clear()
+        self.pair_colours.clear()
         self.anchor_track = None
         if problem:
             self.show_message("error", problem)
@@ -352,12 +352,11 @@ class LiveWindow(QMainWindow):
         pairs = self.history.pairs_within(group)
         for pair in set(self._curves) - set(pairs):
             self.plot_widget.removeItem(self._curves.pop(pair))
-        for pair in pairs:
+        for pair, colour in zip(pairs, self.pair_colours.for_keys(pairs), strict=True):
             t, d = self.history.series(pair)
             curve = self._curves.get(pair)
             if curve is None:
-                order = self._pair_order.setdefault(pair, len(self._pair_order))
-                pen = pg.mkPen(palette_colour(order), width=2)
+                pen = pg.mkPen(colour, width=2)
                 curve = self.plot_widget.plot(name=f"{pair[0]}–{pair[1]}", pen=pen, connect="finite")
                 curve.setDownsampling(auto=True, method="peak")
                 curve.setClipToView(True)

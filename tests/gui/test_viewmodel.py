@@ -8,6 +8,7 @@ import pytest
 from dislotrack.gui.settings import LiveSettings, is_recorded_file
 from dislotrack.gui.viewmodel import (
     UNTRACKED_RGB,
+    KeyColours,
     SpacingHistory,
     TimeSeries,
     TrackColours,
@@ -51,6 +52,14 @@ def test_a_colour_shared_beyond_ten_lines_goes_to_lines_far_apart():
     both = colours.for_lines([*near, far, close])
     same = [i for i in range(10) if both[i] == both[-1]]
     assert all(abs(near[i].points[0, 0] - 5.0) > 15 for i in same)  # not either of its neighbours
+
+
+def test_curve_colours_differ_among_the_curves_shown_and_are_kept():
+    colours = KeyColours()
+    first = colours.for_keys([(1, 2), (2, 3), (3, 4)])
+    assert len(set(first)) == 3
+    later = colours.for_keys([(2, 3), *[(k, k + 1) for k in range(10, 19)]])
+    assert later[0] == first[1] and len(set(later)) == 10
 
 
 def test_robust_levels_ignore_a_few_saturated_pixels():
