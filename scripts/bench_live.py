@@ -3,8 +3,8 @@
 Prints what a user at the microscope would feel: frames arriving / processed / dropped per second,
 latency from a frame's arrival to its display (median, p95), display and plot refreshes per second,
 and how long the GUI thread was ever busy. All from the first drawn frame to the end of the video
-(loading the model is not live time). By default it generates a synthetic demo video (22 frame/s,
-512 x 512) and uses the shipped model on the CPU.
+(loading the model is not live time). By default it generates the README's synthetic demo video (one
+pile-up, 22 frame/s, 512 x 512, 20 s) and uses the shipped model on the CPU.
 
     QT_QPA_PLATFORM=offscreen python scripts/bench_live.py [--seconds 20] [--model M] [--video V]
 """
@@ -44,11 +44,12 @@ class LiveBench:
     in_flight: int
 
 
-def demo_video(seconds: float, size: int, out_dir: Path) -> Path:
-    """A synthetic pile-up video of the requested length (the README's demo input)."""
-    from dislotrack.runtime.synth.video import VideoConfig, write_video
+def demo_video(seconds: float, size: int, busy: bool, out_dir: Path) -> Path:
+    """The README demo's synthetic pile-up (``busy``: three pile-ups, entering and leaving)."""
+    from dislotrack.runtime.synth.video import VideoConfig, clean_pileup, write_video
 
-    config = VideoConfig(n_frames=round(seconds * 22.0), size=(size, size), fps=22.0, seed=0)
+    frames, shape = round(seconds * 22.0), (size, size)
+    config = VideoConfig(n_frames=frames, size=shape) if busy else clean_pileup(n_frames=frames, size=shape)
     return write_video(config, out_dir).video
 
 
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, default=None, help="video to play (default: generate a demo)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the generated demo video")
     parser.add_argument("--size", type=int, default=512, help="frame size of the generated demo video")
+    parser.add_argument("--busy", action="store_true", help="demo with three pile-ups instead of one")
     parser.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--in-flight", type=int, default=1, help="frames processed at once")
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="dislotrack-bench-live-") as tmp:
-        video = args.video or demo_video(args.seconds, args.size, Path(tmp))
+        video = args.video or demo_video(args.seconds, args.size, args.busy, Path(tmp))
         bench = run(video, args.model, args.device, args.in_flight, args.refresh_hz)
     print(report(bench))
     if args.json:
