@@ -60,12 +60,6 @@ class Candidate:
         return self.y0, self.x0, self.y0 + h, self.x0 + w
 
 
-def _tight(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], int(rows[0]), int(cols[0])
-
-
 def _pieces(mask: np.ndarray, gap_px: int) -> tuple[np.ndarray, int]:
     """Label the pieces of a crop, pieces closer than the gap counting as one (labels on ``mask`` only)."""
     grown = ndimage.binary_dilation(mask, _EIGHT, iterations=gap_px) if gap_px > 0 else mask
@@ -92,10 +86,12 @@ def mask_candidates(prob: np.ndarray, mask: np.ndarray, channel: int, config: Li
     labels, n = _pieces(mask, config.gap_px)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     out = []
-    for k in np.flatnonzero(sizes[1:] >= config.min_pixels) + 1:
-        part, dy, dx = _tight(labels == k)
-        n_sub = np.unique(raw[dy : dy + part.shape[0], dx : dx + part.shape[1]][part]).size
-        out.append(_candidate(prob, part, dy, dx, channel, n_sub == 1))
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or sizes[k] < config.min_pixels:
+            continue
+        part = labels[box] == k  # only this piece's bounding box, never the whole crop per piece
+        n_sub = np.unique(raw[box][part]).size
+        out.append(_candidate(prob, part, box[0].start, box[1].start, channel, n_sub == 1))
     return out
 
 
@@ -155,16 +151,32 @@ def better(a: Candidate, b: Candidate, prob_tolerance: float) -> bool:
 
 
 def deduplicate(cands: Sequence[Candidate], config: LineConfig) -> list[Candidate]:
-    """One candidate per dislocation; the paper's rule: Dice loss < 0.5 means the same dislocation."""
+    """One candidate per dislocation; the paper's rule: Dice loss < 0.5 means the same dislocation.
+
+    Only kept candidates whose bounding boxes intersect are compared (a vectorised test), so a frame
+    with hundreds of pieces does not cost hundreds squared pixel comparisons.
+    """
     order = sorted(cands, key=lambda c: (c.connected, c.mean_prob, c.n_pixels), reverse=True)
-    kept: list[Candidate] = []
-    for c in order:
-        dup = next((i for i, k in enumerate(kept) if dice_loss(c, k) < config.duplicate_dice_loss), None)
+    if not order:
+        return []
+    boxes = np.array([c.bbox for c in order])
+    kept: list[int] = []  # indices into order
+    for i, c in enumerate(order):
+        dup = None
+        if kept:
+            kb = boxes[kept]
+            b = boxes[i]
+            hits = np.flatnonzero(
+                (kb[:, 0] < b[2]) & (kb[:, 2] > b[0]) & (kb[:, 1] < b[3]) & (kb[:, 3] > b[1])
+            )
+            dup = next(
+                (int(h) for h in hits if dice_loss(c, order[kept[h]]) < config.duplicate_dice_loss), None
+            )
         if dup is None:
-            kept.append(c)
-        elif better(c, kept[dup], config.prob_tolerance):
-            kept[dup] = c
-    return kept
+            kept.append(i)
+        elif better(c, order[kept[dup]], config.prob_tolerance):
+            kept[dup] = i
+    return [order[i] for i in kept]
 
 
 def is_fragment(short: Line, long: Line, tol_px: float) -> bool:

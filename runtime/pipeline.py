@@ -118,11 +118,13 @@ def post_process(
     """Lines (and label image) of one frame from its (N, H, W) probabilities, with the time taken.
 
     When nearly every mask holds a distinct line the frame may hold more dislocations than the model
-    has masks; then (given the model) it is run again as tiles of half its size and stitched.
+    has masks; then (given the model) it is run again as tiles of half its size and stitched. (Masks,
+    not lines, are counted: one mask broken into many pieces is not a crowded frame.)
     """
     t0 = time.perf_counter()
     lines, labels = extract_lines(probs, threshold, config.lines, config.with_labels)
-    if model is not None and is_saturated(len(lines), probs.shape[0], config.tiling):
+    channels = {line.channel for line in lines}
+    if model is not None and is_saturated(len(channels), probs.shape[0], config.tiling):
         smaller = halved(frame.image.shape, config.tiling)
         if smaller is not None:
             log.debug("frame %d: %d lines in %d masks, retiling", frame.index, len(lines), probs.shape[0])

@@ -41,9 +41,11 @@ class TileConfig:
     min_tile: int = 128
 
 
-def is_saturated(n_lines: int, n_masks: int, config: TileConfig) -> bool:
+def is_saturated(masks_with_lines: int, n_masks: int, config: TileConfig) -> bool:
     """Distinct lines in nearly every mask: the frame may hold more dislocations than N masks can."""
-    return config.saturated_fraction > 0 and n_lines >= math.ceil(config.saturated_fraction * n_masks)
+    return config.saturated_fraction > 0 and masks_with_lines >= math.ceil(
+        config.saturated_fraction * n_masks
+    )
 
 
 def halved(shape: tuple[int, ...], config: TileConfig) -> TileConfig | None:
