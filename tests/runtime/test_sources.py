@@ -125,3 +125,33 @@ def test_close_from_another_thread_stops_iteration(tmp_path):
             threading.Thread(target=src.close).start()
             time.sleep(0.05)
     assert got[-1] < 10
+
+
+def test_follow_mode_reads_a_video_that_is_still_being_written(tmp_path):
+    import av
+
+    path = tmp_path / "growing.mkv"
+    started = threading.Event()
+
+    def record():
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("mpeg4", rate=22)
+            s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+            for i in range(40):
+                for p in s.encode(
+                    av.VideoFrame.from_ndarray(np.full((64, 96), 20 + 4 * i, np.uint8), format="gray")
+                ):
+                    c.mux(p)
+                if i % 10 == 9:
+                    started.set()
+                    time.sleep(0.3)
+            for p in s.encode():
+                c.mux(p)
+
+    writer = threading.Thread(target=record)
+    writer.start()
+    started.wait(5)
+    src = open_source(path, follow=True, follow_config=FollowConfig(poll_s=0.05, idle_timeout_s=1.5))
+    indices = [f.index for f in src]
+    writer.join()
+    assert indices == list(range(40))
