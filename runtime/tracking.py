@@ -52,8 +52,10 @@ def cost_matrix(tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate:
     t, ln = np.stack(tracks), np.stack(lines)
     rows, cols = np.nonzero(_bbox_gap(t.min(axis=1), t.max(axis=1), ln.min(axis=1), ln.max(axis=1)) <= gate)
     if rows.size:
-        diff = t[rows][:, :, None, :] - ln[cols][:, None, :, :]
-        d2 = diff[..., 0] ** 2 + diff[..., 1] ** 2  # (pairs, P, Q) squared distances
+        a, b = t[rows], ln[cols]
+        # (pairs, P, Q) squared distances as |a|^2 + |b|^2 - 2 a.b: one batched matmul, no 4-D temporaries
+        d2 = (a**2).sum(axis=2)[:, :, None] + (b**2).sum(axis=2)[:, None, :] - 2 * (a @ b.transpose(0, 2, 1))
+        np.maximum(d2, 0.0, out=d2)
         cost[rows, cols] = 0.5 * (np.sqrt(d2.min(axis=2)).mean(axis=1) + np.sqrt(d2.min(axis=1)).mean(axis=1))
     return cost
 
