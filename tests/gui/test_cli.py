@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +42,30 @@ def test_bad_live_settings_are_one_line_errors(bad):
     done = run_python(WITHOUT_QT + f"from dislotrack.cli.main import main; sys.exit(main({argv}))")
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "must be" in done.stderr
+
+
+@pytest.mark.gui
+def test_sigterm_closes_the_live_window_and_completes_the_recording(demo_video, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    from onnx_models import metadata, write_model  # the runtime tests' tiny ONNX graphs
+
+    model = write_model(tmp_path / "tiny.onnx", metadata(n_masks=4), gain=-25.0, level=0.4)
+    out = tmp_path / "rec"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    cmd = [sys.executable, "-m", "dislotrack.cli", "live", str(demo_video.path), "--model", str(model),
+           "--record", str(out), "--speed", "0.5"]
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            deadline = time.monotonic() + 60
+            while not (out / "spacing.csv").is_file() or (out / "lines.csv").stat().st_size < 2000:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "no results recorded"
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["frames"] >= 1
