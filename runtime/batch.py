@@ -180,6 +180,10 @@ def process(
     options = options or ProcessOptions()
     if not specs:
         raise ValueError("no source given")
+    if options.threshold is not None and not 0.0 < options.threshold < 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {options.threshold}")
+    if options.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
     predictor = Predictor(model, InferenceConfig(device=options.device))
     log.info("provider: %s", predictor.provider)
     sources = []

@@ -150,3 +150,10 @@ def test_unsupported_codec_is_a_clear_error(tmp_path, tiny, capsys):
     video.write_bytes(data.replace(b"FMP4", b"ZZZZ"))  # a FourCC no decoder knows
     code, err = _run(capsys, video, "--out", tmp_path / "o", "--model", tiny)
     assert code == 2 and "unsupported video codec" in err and err.count("\n") == 1
+
+
+def test_bad_settings_fail_before_any_output(tmp_path, tiny, video, capsys):
+    for args in (("--threshold", "1.5"), ("--batch-size", "0")):
+        code, err = _run(capsys, video, "--out", tmp_path / "o", "--model", tiny, *args)
+        assert code == 2 and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
