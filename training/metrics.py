@@ -98,8 +98,8 @@ def _dilate(masks: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    fa = a.reshape(len(a), -1).astype(np.float32)
-    fb = b.reshape(len(b), -1).astype(np.float32)
+    fa = a.reshape(len(a), int(np.prod(a.shape[1:]))).astype(np.float32)
+    fb = b.reshape(len(b), int(np.prod(b.shape[1:]))).astype(np.float32)
     return fa @ fb.T, fa.sum(1), fb.sum(1)
 
 

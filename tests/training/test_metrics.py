@@ -74,3 +74,12 @@ def test_centreline_tolerance_and_iou_tolerance_absorb_a_small_offset():
     loose = summarise([score_masks(truth, pred, MetricConfig(iou_tolerance_px=2))])
     assert strict.centreline_recall == 0.0 and strict.instance_recall == 0.0
     assert loose.centreline_recall == 1.0 and loose.instance_recall == 1.0
+
+
+def test_images_without_truth_or_without_prediction():
+    empty = np.zeros((0, 64, 96), bool)
+    line = np.stack([_hline(30, 10, 90)])
+    no_truth = score_masks(empty, line, MetricConfig())
+    assert no_truth.n_true == 0 and no_truth.n_pred == 1 and no_truth.centre_pred_hit == 0
+    missed = summarise([score_masks(line, empty, MetricConfig())])
+    assert missed.lar == 0.0 and missed.length_metric == 0.0 and missed.centreline_recall == 0.0
