@@ -35,7 +35,9 @@ class LineConfig:
     duplicate_dice_loss: float = 0.5  # below this two masks are one dislocation (the paper's rule)
     prob_tolerance: float = 0.05  # duplicates closer than this in mean probability: keep the larger
     fragment_px: float = 3.0  # a line whose points all lie this close to a longer line is a fragment
-    gap_px: int = 2  # pieces of one mask closer than ~2 * gap_px belong to the same line
+    # pieces of one mask closer than ~2 * gap_px are one line with a break; kept small because the
+    # lines of a pile-up converge to a few pixels and a wider bridge glues neighbours together
+    gap_px: int = 1
     min_length_px: float = 8.0
     max_width_px: float = 20.0  # wider than this (pixels / bounding-box diagonal) is a blob, not a line
     smooth_px: float = 2.0  # Gaussian smoothing of the skeleton path before the spline (staircase)

@@ -56,6 +56,14 @@ def test_fragment_in_a_spare_mask_is_not_a_second_line():
     assert lines[0].length_px > 150
 
 
+def test_neighbours_a_few_pixels_apart_in_one_mask_are_not_glued():
+    a, b = curve(20, 60, 180, 60), curve(20, 66, 180, 66)  # 6 px apart centre to centre: a 3-px gap
+    both = line_mask(SHAPE, a, 1.0) | line_mask(SHAPE, b, 1.0)
+    lines, _ = _run([prob_map(both, blur=0.3)])
+    assert len(lines) == 2
+    assert all(np.ptp(line.points[:, 1]) < 2 for line in lines)
+
+
 def test_mask_holding_two_separate_lines_is_split():
     a, b = curve(20, 40, 180, 40), curve(20, 110, 180, 120)
     both = line_mask(SHAPE, a) | line_mask(SHAPE, b)
@@ -69,7 +77,7 @@ def test_mask_holding_two_separate_lines_is_split():
 def test_small_gap_in_a_line_is_bridged():
     truth = curve(20, 80, 180, 80)
     mask = line_mask(SHAPE, truth)
-    mask[:, 99:102] = False
+    mask[:, 99:101] = False
     lines, _ = _run([prob_map(mask, blur=0.3)])
     assert len(lines) == 1
     assert lines[0].length_px > 150
