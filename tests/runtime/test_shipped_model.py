@@ -1,7 +1,8 @@
 """The shipped default model through the whole runtime: synthetic video with truth, and the real video.
 
-Slow (CPU inference of a U-Net++); the figures are printed for the README, the assertions check the
-contract and that the model finds most true lines of a clean pile-up.
+Slow (CPU inference of a U-Net++); the figures are printed for the README. On a clean pile-up the
+issue's acceptance criterion holds with the model in the loop: no ID switch, median spacing error
+at most 1 px.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def test_shipped_model_on_a_clean_synthetic_pile_up(predictor):
     print("shipped model, clean pile-up (30 frames, seed 11):", json.dumps(report.summary()))
     assert len(results) == 30
     assert all(ln.points.shape == (N_POINTS, 2) for r in results for ln in r.lines)
-    assert report.recall > 0.5
+    assert report.recall > 0.9
+    assert report.id_switches == 0
+    assert report.median_spacing_error_px <= 1.0
 
 
 def test_shipped_model_on_the_real_video(predictor, realdata_dir):
