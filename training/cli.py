@@ -122,6 +122,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--card-key", default=None, help="also store the figures under metrics.<KEY> in the model's JSON card"
     )
+    ev.add_argument(
+        "--card", default=None, help="write --card-key figures into this card instead of the model's own"
+    )
 
     ex = subparsers.add_parser("export", help="export trained weights to ONNX (+ safetensors and card)")
     ex.set_defaults(func=_run_export)

@@ -186,16 +186,19 @@ def write_rows(path: str | Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def update_card(model: str | None, key: str, figures: dict) -> Path:
-    """Store ``figures`` under ``metrics[key]`` of the model's JSON card (the ONNX stays untouched)."""
+def update_card(model: str | None, key: str, figures: dict, card: str | None = None) -> Path:
+    """Store ``figures`` under ``metrics[key]`` of a JSON card (the ONNX stays untouched).
+
+    The card is the evaluated model's own unless ``card`` names another, e.g. the card of the model a
+    fine-tuning experiment started from, so its figures travel with the shipped model."""
     from dislotrack.runtime.model import load_model_file
 
-    card_path = load_model_file(model).path.with_suffix(".json")
+    card_path = Path(card) if card else load_model_file(model).path.with_suffix(".json")
     if not card_path.is_file():
         raise FileNotFoundError(f"model card not found: {card_path}")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    card.setdefault("metrics", {})[key] = figures
-    card_path.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    doc = json.loads(card_path.read_text(encoding="utf-8"))
+    doc.setdefault("metrics", {})[key] = figures
+    card_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     return card_path
 
 
@@ -229,5 +232,6 @@ def run_evaluate(args) -> dict:
     if args.per_image:
         write_rows(args.per_image, rows)
     if args.card_key:
-        update_card(args.model, args.card_key, {k: v for k, v in summary.items() if k not in ("model",)})
+        figures = {k: v for k, v in summary.items() if k != "model"}
+        update_card(args.model, args.card_key, figures, args.card)
     return summary

@@ -88,3 +88,13 @@ def test_evaluate_on_held_out_synthetic_images(tiny_model, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n_images"] == 2 and out["data"]["synthetic"]["seed"] == 999_999_937
     assert out["n_true"] > 0 and out["settings"]["instances"] == "raw masks"
+
+
+def test_update_card_can_write_into_another_models_card(tiny_model, tmp_path):
+    from dislotrack.training.evaluate import update_card
+
+    other = tmp_path / "shipped.json"
+    other.write_text(json.dumps({"name": "shipped", "metrics": {"validation": {}}}))
+    update_card(str(tiny_model), "finetune", {"lar": 0.5}, card=str(other))
+    assert json.loads(other.read_text())["metrics"] == {"validation": {}, "finetune": {"lar": 0.5}}
+    assert "finetune" not in json.loads(tiny_model.with_suffix(".json").read_text())["metrics"]
