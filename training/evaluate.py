@@ -228,7 +228,10 @@ def run_evaluate(args) -> dict:
             "last_image": frames[-1].name,
         }
     rows: list[dict] = []
-    summary = {**score_frames(args.model, frames, config, rows, args.raw_masks), "data": source}
+    from dislotrack.training.export import code_version
+
+    figures = score_frames(args.model, frames, config, rows, args.raw_masks)
+    summary = {**figures, "data": source, "code_version": code_version()}
     if args.per_image:
         write_rows(args.per_image, rows)
     if args.card_key:

@@ -255,6 +255,7 @@ def training_card(weights: Weights) -> dict:
             "batch_size": train.get("batch_size"),
             "loss": train.get("loss"),
             "lr": train.get("lr"),
+            "bf16": train.get("bf16", False),
             "wall_time_s": round(float(state.get("wall_s", 0))),
             "hardware": state.get("hardware") or hardware(),
         }
