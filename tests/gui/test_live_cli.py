@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from onnx_models import metadata, write_model
 
 from dislotrack.cli.main import build_parser
 
@@ -46,9 +46,6 @@ def test_bad_live_settings_are_one_line_errors(bad):
 
 @pytest.mark.gui
 def test_sigterm_closes_the_live_window_and_completes_the_recording(demo_video, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-    from onnx_models import metadata, write_model  # the runtime tests' tiny ONNX graphs
-
     model = write_model(tmp_path / "tiny.onnx", metadata(n_masks=4), gain=-25.0, level=0.4)
     out = tmp_path / "rec"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}

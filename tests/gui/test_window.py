@@ -6,12 +6,12 @@ import csv
 import json
 import multiprocessing
 import shutil
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_models import metadata, write_model
 from PySide6.QtGui import QImage
 
 from dislotrack.gui.settings import LiveSettings
@@ -240,9 +240,6 @@ def test_new_threshold_restarts_tracking_and_frames_keep_coming(qtbot, open_wind
 
 
 def test_a_model_file_can_be_loaded_while_running(qtbot, open_window, demo_video, truth_model, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-    from onnx_models import metadata, write_model  # the runtime tests' tiny ONNX graphs
-
     tiny = write_model(tmp_path / "tiny.onnx", metadata(n_masks=4), gain=-25.0, level=0.4)
     window = open_window(source=str(demo_video.path), model=truth_model, speed=0.5)
     qtbot.waitUntil(lambda: window.frame_refreshes >= 1, timeout=WAIT_MS)
