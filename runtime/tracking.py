@@ -11,6 +11,7 @@ every track's predicted position before matching, so stage drift is not mistaken
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,9 @@ class TrackerConfig:
     """Linking settings; distances in pixels of the original frame."""
 
     max_cost_px: float = 10.0  # gate: a line farther than this (mean distance) is not the same one
+    # When frames are skipped (live processing drops frames), lines move farther between processed frames:
+    # the gate grows with the square root of the frame step since the last processed frame, up to this.
+    max_gate_px: float = 40.0
     max_gap: int = 3  # frames a track may go undetected and still be continued
     predict_velocity: bool = True  # extrapolate a track's last displacement to the next frame
     velocity_smoothing: float = 0.5  # weight of the newest displacement in the velocity estimate
@@ -105,6 +109,13 @@ class Linker:
         self.next_id = 0
         self._previous_image: np.ndarray | None = None
         self.drift_xy = np.zeros(2)  # accumulated drift since the first frame
+        self._last_frame: int | None = None
+
+    def gate(self, frame: int) -> float:
+        """Gate for this frame: ``max_cost_px`` for consecutive frames, wider after skipped ones."""
+        cfg = self.config
+        step = 1 if self._last_frame is None else max(frame - self._last_frame, 1)
+        return min(cfg.max_cost_px * math.sqrt(step), max(cfg.max_cost_px, cfg.max_gate_px))
 
     def _apply_drift(self, image: np.ndarray | None) -> None:
         if not self.config.drift or image is None:
@@ -122,7 +133,9 @@ class Linker:
         self._apply_drift(image)
         predicted = [t.predicted(frame, cfg.predict_velocity) for t in self.tracks]
         points = [np.asarray(line.points, dtype=np.float64) for line in lines]
-        matches = assign(cost_matrix(predicted, points, cfg.max_cost_px), cfg.max_cost_px)
+        gate = self.gate(frame)
+        self._last_frame = frame
+        matches = assign(cost_matrix(predicted, points, gate), gate)
         ids = [-1] * len(lines)
         matched_tracks = set()
         for ti, li in matches:

@@ -107,3 +107,22 @@ def test_drift_compensation_prevents_id_swaps_under_stage_drift():
     still = TrackerConfig(predict_velocity=False)
     assert n_ids(TrackerConfig(predict_velocity=False, drift=True, drift_downsample=1)) == 4
     assert n_ids(still) > 4
+
+
+def test_gate_widens_when_frames_are_skipped_so_a_sparsely_sampled_pile_up_keeps_its_ids():
+    # Live processing drops frames: the pile-up glides 2.5 px/frame, so 25 px between processed frames.
+    sampled = [(t, _pile(t, spacing=40.0, speed=2.5)) for t in range(0, 120, 10)]
+    out = link(sampled)
+    first = {_rank(ln, 0, spacing=40.0, speed=2.5): ln.track_id for ln in out[0]}
+    for (t, _), lines in zip(sampled, out, strict=True):
+        assert {_rank(ln, t, spacing=40.0, speed=2.5): ln.track_id for ln in lines} == first
+
+
+def test_gate_stays_tight_for_consecutive_frames():
+    linker = Linker(TrackerConfig(max_cost_px=10.0, max_gate_px=40.0))
+    assert linker.gate(0) == 10.0
+    (a,) = linker.update(0, [_line(50)])
+    (b,) = linker.update(1, [_line(75)])  # a 25 px jump between consecutive frames is a different line
+    assert b.track_id != a.track_id
+    assert linker.gate(5) == 10.0 * 2.0  # four frames skipped since frame 1
+    assert linker.gate(1000) == 40.0
