@@ -21,6 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from skimage.morphology import skeletonize
 
+from dislotrack.runtime.geometry import arclength, equally_spaced
 from dislotrack.runtime.results import N_POINTS, Line
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -281,10 +282,6 @@ def skeleton_path(mask: np.ndarray, bridge_px: int = 0) -> np.ndarray:
     return np.stack([ys[nodes], xs[nodes]], axis=1).astype(np.float64) - pad
 
 
-def _arclength(points: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
-
-
 def smooth_path(xy: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-smooth a pixel path; ends are padded by point reflection so straight lines stay put."""
     if sigma <= 0 or len(xy) < 3:
@@ -312,13 +309,12 @@ def spline_derivatives(pts: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarra
 
 def fit_line(xy: np.ndarray, n_points: int) -> tuple[np.ndarray, float, float]:
     """Equally spaced points, length and mean |curvature| of the cubic spline through them."""
-    s = _arclength(xy)
+    s = arclength(xy)
     length = float(s[-1])
-    targets = np.linspace(0.0, length, n_points)
-    pts = np.stack([np.interp(targets, s, xy[:, 0]), np.interp(targets, s, xy[:, 1])], axis=1)
+    pts = equally_spaced(xy, n_points, s)
     if length <= 0 or n_points < 4:
         return pts, length, 0.0
-    d1, d2 = spline_derivatives(pts, targets[1])
+    d1, d2 = spline_derivatives(pts, length / (n_points - 1))
     speed = np.maximum(np.hypot(d1[:, 0], d1[:, 1]), 1e-9)
     curvature = np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / speed**3
     return pts, length, float(curvature.mean())

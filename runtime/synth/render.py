@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dislotrack.runtime.geometry import arclength, equally_spaced
+
 _SPLAT_VAR = 1.0 / 6.0  # variance of the bilinear splat kernel per axis
 
 
@@ -78,13 +80,10 @@ class LineRaster:
 
 def resample(points: np.ndarray, step: float) -> np.ndarray:
     """Points spaced ``step`` px along a polyline (first and last point kept)."""
-    seg = np.hypot(*np.diff(points, axis=0).T)
-    s = np.concatenate([[0.0], np.cumsum(seg)])
+    s = arclength(points)
     if s[-1] <= 0:
         return points[:1].copy()
-    n = max(int(np.ceil(s[-1] / step)), 1) + 1
-    u = np.linspace(0.0, s[-1], n)
-    return np.column_stack([np.interp(u, s, points[:, 0]), np.interp(u, s, points[:, 1])])
+    return equally_spaced(points, max(int(np.ceil(s[-1] / step)), 1) + 1, s)
 
 
 def polyline_length(points: np.ndarray) -> float:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from dislotrack.runtime.geometry import equally_spaced
+from dislotrack.runtime.results import N_POINTS
 from dislotrack.runtime.synth.config import SynthConfig, load_preset
 from dislotrack.runtime.synth.generator import check_seed, check_size, labelme_shapes, texture
 from dislotrack.runtime.synth.scene import (
@@ -37,8 +39,6 @@ from dislotrack.runtime.synth.scene import (
     support_points,
     truth,
 )
-
-N_POINTS = 50
 
 
 @dataclass(frozen=True)
@@ -171,14 +171,6 @@ class VideoPaths:
     truth_lines: Path
     truth_labels: Path
     params: Path
-
-
-def resample_n(points: np.ndarray, n: int = N_POINTS) -> np.ndarray:
-    """``n`` points equally spaced by arc length from the first to the last point."""
-    seg = np.hypot(*np.diff(points, axis=0).T)
-    s = np.concatenate([[0.0], np.cumsum(seg)])
-    u = np.linspace(0.0, s[-1], n)
-    return np.column_stack([np.interp(u, s, points[:, 0]), np.interp(u, s, points[:, 1])])
 
 
 def _visible_interval(
@@ -343,7 +335,7 @@ def iter_video(config: VideoConfig) -> Iterator[VideoFrameTruth]:
         for i, d in enumerate(drawn):
             tid = ids[d.key]
             labels[labels_idx == i + 1] = tid
-            lines[tid] = resample_n(d.points)
+            lines[tid] = equally_spaced(d.points, N_POINTS)
         image = np.round(img * 255.0).astype(np.uint8)
         yield VideoFrameTruth(index=t, time_s=t / cfg.fps, image=image, labels=labels, lines=lines)
 
