@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 from scipy.linalg.lapack import dgtsv
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from skimage.morphology import skeletonize
 
@@ -214,8 +214,9 @@ def _pad(mask: np.ndarray, pad: int) -> np.ndarray:
     return out
 
 
-def _neighbour_table(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Skeleton pixel coordinates and, per pixel, the indices of its 8 neighbours (-1: none)."""
+def neighbour_table(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Skeleton pixel coordinates and, per pixel, the indices of its 8 neighbours (-1: none).
+    ``skel`` needs a zero border (flat indices of neighbours would wrap round the rows)."""
     ys, xs = np.nonzero(skel)
     w = skel.shape[1]
     index = np.full(skel.size, -1, dtype=np.int64)
@@ -239,13 +240,18 @@ def _walk(table: np.ndarray, start: int) -> list[int]:
     return path
 
 
-def _graph_longest_path(ys: np.ndarray, xs: np.ndarray, table: np.ndarray) -> list[int]:
-    """Longest shortest path of a branched skeleton: two Dijkstra sweeps on its pixel graph."""
+def skeleton_graph(ys: np.ndarray, xs: np.ndarray, table: np.ndarray) -> csr_matrix:
+    """The skeleton's pixel graph (both directions), steps of 1 px and diagonal steps of √2 px."""
     k = ys.size
     src, nb = np.nonzero(table >= 0)
     dst = table[src, nb]
     w = np.where(np.abs(ys[src] - ys[dst]) + np.abs(xs[src] - xs[dst]) == 2, np.sqrt(2.0), 1.0)
-    graph = coo_matrix((w, (src, dst)), shape=(k, k)).tocsr()
+    return coo_matrix((w, (src, dst)), shape=(k, k)).tocsr()
+
+
+def _graph_longest_path(ys: np.ndarray, xs: np.ndarray, table: np.ndarray) -> list[int]:
+    """Longest shortest path of a branched skeleton: two Dijkstra sweeps on its pixel graph."""
+    graph = skeleton_graph(ys, xs, table)
     n_comp, comp = connected_components(graph, directed=False)
     start = int(np.flatnonzero(comp == np.bincount(comp).argmax())[0]) if n_comp > 1 else 0
     dist = dijkstra(graph, directed=True, indices=start)
@@ -270,7 +276,7 @@ def skeleton_path(mask: np.ndarray, bridge_px: int = 0) -> np.ndarray:
     if bridge_px > 0:
         work = ndimage.binary_closing(work, structure=_EIGHT, iterations=bridge_px)
     skel = skeletonize(work, method="lee").astype(bool)
-    ys, xs, table = _neighbour_table(skel)
+    ys, xs, table = neighbour_table(skel)
     if ys.size < 2:
         nodes: list[int] | np.ndarray = np.arange(ys.size)
     else:

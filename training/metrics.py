@@ -19,11 +19,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from skimage.morphology import disk, skeletonize
 
-_OFFSETS = ((0, 1, 1.0), (1, 0, 1.0), (1, 1, np.sqrt(2.0)), (1, -1, np.sqrt(2.0)))
+from dislotrack.runtime.lines import neighbour_table, skeleton_graph
 
 
 @dataclass(frozen=True)
@@ -54,26 +53,11 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
 
 def component_path_lengths(mask: np.ndarray) -> np.ndarray:
     """Longest path (px, 8-connected, diagonal steps √2) through each connected piece of the skeleton."""
-    sk = skeleton(_crop(mask.astype(bool)))
-    ys, xs = np.nonzero(sk)
-    n = ys.size
-    if n == 0:
+    sk = np.pad(skeleton(_crop(mask.astype(bool))), 1)
+    ys, xs, table = neighbour_table(sk)
+    if ys.size == 0:
         return np.zeros(0)
-    index = -np.ones(sk.shape, dtype=np.int64)
-    index[ys, xs] = np.arange(n)
-    rows, cols, weights = [], [], []
-    h, w = sk.shape
-    for dy, dx, weight in _OFFSETS:
-        y2, x2 = ys + dy, xs + dx
-        ok = (y2 >= 0) & (y2 < h) & (x2 >= 0) & (x2 < w)
-        j = np.full(n, -1)
-        j[ok] = index[y2[ok], x2[ok]]
-        keep = j >= 0
-        rows.append(np.arange(n)[keep])
-        cols.append(j[keep])
-        weights.append(np.full(int(keep.sum()), weight))
-    graph = coo_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    graph = graph.tocsr()
+    graph = skeleton_graph(ys, xs, table)
     n_comp, labels = connected_components(graph, directed=False)
     lengths = np.zeros(n_comp)
     for c in range(n_comp):
