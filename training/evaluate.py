@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from dislotrack.runtime.sources import read_image
 from dislotrack.training.metrics import ImageScores, MetricConfig, score_masks, summarise
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -31,18 +32,6 @@ class Labelled:
     name: str
     image: np.ndarray
     masks: np.ndarray
-
-
-def read_grey(path: Path) -> np.ndarray:
-    """A frame as decoded, kept in its integer type (so the runtime's ``grey / max_value`` applies)."""
-    from skimage.io import imread
-
-    img = imread(str(path))
-    if img.ndim == 3:
-        rgb = img[..., :3].astype(np.float32)
-        grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-        img = np.round(grey).astype(img.dtype) if img.dtype.kind in "ui" else grey
-    return img
 
 
 def mask_instances(mask: np.ndarray, min_px: int = 20) -> np.ndarray:
@@ -82,7 +71,7 @@ def load_mask_folder(images: Path, masks: Path) -> list[Labelled]:
     common = sorted(set(imgs) & set(msks))
     if not common:
         raise FileNotFoundError(f"no image in {images} has a mask of the same name in {masks}")
-    return [Labelled(s, read_grey(imgs[s]), mask_instances(_flat(imread(str(msks[s]))))) for s in common]
+    return [Labelled(s, read_image(imgs[s]), mask_instances(_flat(imread(str(msks[s]))))) for s in common]
 
 
 def _flat(mask: np.ndarray) -> np.ndarray:
@@ -102,7 +91,7 @@ def load_labelme_folder(folder: Path, images: Path | None, width: int) -> list[L
         path = by_stem.get(f.stem) or (f.parent / doc.get("imagePath", "")).resolve()
         if not Path(path).is_file():
             raise FileNotFoundError(f"image for {f.name} not found ({path})")
-        image = read_grey(Path(path))
+        image = read_image(Path(path))
         shapes = [
             s for s in doc.get("shapes", []) if s.get("shape_type", "linestrip") in ("line", "linestrip")
         ]
