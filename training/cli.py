@@ -79,6 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--val-images", type=int, default=32, help="held-out synthetic validation images")
     g.add_argument("--val-size", type=_size, default=(256, 256))
     g.add_argument("--val-seed", type=int, default=999_999_937, help="never used for training")
+    train.add_argument(
+        "--init",
+        default=None,
+        help="start from these weights (.onnx with its .safetensors, .safetensors, .pt or run folder) "
+        "instead of a random initialisation; the architecture options must match them",
+    )
 
     fine = actions.add_parser("finetune", help="fine-tune a trained model on a few labelled real frames")
     fine.set_defaults(func=_run_finetune)
@@ -188,7 +194,15 @@ def _run_train(args: argparse.Namespace) -> int:
         max_masks=args.n_masks,
         augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
     )
-    out = train(_loop_config(args, data, model), resume=args.resume)
+    init = None
+    if args.init:
+        from dislotrack.training.export import load_weights
+
+        weights = load_weights(args.init)
+        if weights.model != model:
+            raise ValueError(f"--init {args.init} is a {weights.model}, the options ask for a {model}")
+        init = weights.state
+    out = train(_loop_config(args, data, model), resume=args.resume, init_weights=init)
     print(f"run folder: {out} (best.pt, last.pt, history.csv, history.png)")
     return 0
 

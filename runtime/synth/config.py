@@ -85,6 +85,7 @@ class LineStyleConfig:
     darkness_variation: Range = (0.0, 0.3)  # smooth variation of darkness along the line
     fringe: Range = (0.0, 0.3)  # bright fringes beside the core (diffraction contrast)
     pileup_style_jitter: float = 0.25  # relative spread of style within one pile-up
+    label_width: float = 1.6  # a line's mask is at least this wide (px): thin lines get wider labels
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ _NON_NEGATIVE = {
     "darkness_variation",
     "fringe",
     "pileup_style_jitter",
+    "label_width",
     "extra_traces",
     "trace_contrast",
     "trace_width",
@@ -283,6 +285,7 @@ _NON_NEGATIVE = {
     "darkness_floor",
 }
 _POSITIVE = {
+    "label_width",
     "lam1",
     "lam2",
     "lam4",

@@ -16,6 +16,7 @@ from scipy import ndimage
 from dislotrack.runtime.geometry import arclength, equally_spaced
 
 _SPLAT_VAR = 1.0 / 6.0  # variance of the bilinear splat kernel per axis
+_MIN_HALF_WIDTH = 0.8  # a line's mask is at least 1.6 px wide unless a wider label is asked for
 
 
 def _kernel(sigma: float, truncate: float) -> np.ndarray:
@@ -125,7 +126,7 @@ def rasterize_line(
     thickness: float,
     fringe: float = 0.0,
     weights: np.ndarray | None = None,
-    min_half_width: float = 0.8,
+    min_half_width: float = _MIN_HALF_WIDTH,
 ) -> LineRaster | None:
     """Profile and mask of a line through ``points`` (x, y) with full width at half maximum ``thickness``.
 
@@ -138,7 +139,7 @@ def rasterize_line(
     sig_eff2 = sig_blur * sig_blur + _SPLAT_VAR
     pts = _extend(resample(points, 0.5), 1.2 * np.sqrt(sig_eff2))
     sig_wide = 2.0 * np.sqrt(sig_eff2) + 0.5
-    pad = int(np.ceil(max(2.0 * sig_wide if fringe > 0 else 0.0, 3.0 * np.sqrt(sig_eff2)))) + 2
+    pad = int(np.ceil(max(2.0 * sig_wide if fringe > 0 else 0.0, 3.0 * np.sqrt(sig_eff2), 1.5 * min_half_width))) + 2
     (pxmin, pymin), (pxmax, pymax) = pts.min(axis=0), pts.max(axis=0)
     x0 = max(math.floor(pxmin) - pad, 0)
     y0 = max(math.floor(pymin) - pad, 0)
@@ -171,11 +172,19 @@ def rasterize_line(
         prof *= np.float32(1.0 + fringe)
         wide *= np.float32(fringe)
         prof -= wide
-    hw = max(thickness / 2.0, min_half_width)
-    thr = float(np.exp(-hw * hw / (2.0 * sig_eff2)))
     sl = (slice(y0 - by0, y1 - by0), slice(x0 - bx0, x1 - bx0))
     prof = prof[sl]
-    mask = core[sl] >= np.float32(thr * 0.999)
+    hw = max(thickness / 2.0, min_half_width)
+    if hw > max(thickness / 2.0, _MIN_HALF_WIDTH) + 1e-6:
+        # The label is wider than the line: threshold a wider Gaussian of the same centreline, whose
+        # level at hw is well above the truncated tails of the drawn profile.
+        sig_l2 = (hw / 1.5) ** 2
+        wide = blur(dens, float(np.sqrt(sig_l2 - _SPLAT_VAR)), truncate=2.5)[sl]
+        wide *= np.float32(np.sqrt(2.0 * np.pi * sig_l2) / mean_w)
+        mask = wide >= np.float32(np.exp(-hw * hw / (2.0 * sig_l2)) * 0.999)
+    else:
+        thr = float(np.exp(-hw * hw / (2.0 * sig_eff2)))
+        mask = core[sl] >= np.float32(thr * 0.999)
     return LineRaster(y0=y0, x0=x0, profile=prof, mask=mask)
 
 

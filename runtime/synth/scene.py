@@ -514,9 +514,15 @@ class DrawnLine:
 
 
 def draw_lines(
-    img: np.ndarray, curves: list[tuple[tuple[int, int], np.ndarray, dict]], min_length: float
+    img: np.ndarray,
+    curves: list[tuple[tuple[int, int], np.ndarray, dict]],
+    min_length: float,
+    label_width: float = 1.6,
 ) -> list[DrawnLine]:
-    """Clip each curve to the view, darken the image along it and return the ones that stay visible."""
+    """Clip each curve to the view, darken the image along it and return the ones that stay visible.
+
+    Each line's mask is at least ``label_width`` px wide.
+    """
     shape = img.shape
     drawn = []
     for key, pts, style in curves:
@@ -531,7 +537,9 @@ def draw_lines(
             knots = np.linspace(0, 1, len(mod))
             sub = np.linspace(full_s[near[0]], full_s[near[1]], len(mod))
             mod = np.interp(sub, knots, mod)
-        r = rasterize_line(vis, shape, style["thickness"], style["fringe"], weights=mod)
+        r = rasterize_line(
+            vis, shape, style["thickness"], style["fringe"], weights=mod, min_half_width=label_width / 2.0
+        )
         if r is None or not r.mask.any():
             continue
         box = img[r.y0 : r.y0 + r.profile.shape[0], r.x0 : r.x0 + r.profile.shape[1]]

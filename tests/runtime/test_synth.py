@@ -118,16 +118,24 @@ def test_dislocations_start_and_end_on_their_slip_traces(preset: str) -> None:
     assert n_full > 0 and n_clipped > 0, "the check must see whole and clipped lines"
 
 
-def test_masks_follow_their_lines() -> None:
+@pytest.mark.parametrize("label_width", [1.6, 3.0, 5.0])
+def test_masks_follow_their_lines(label_width: float) -> None:
+    widths = []
     for seed in range(6):
-        s = generate("m2", seed=seed, size=SIZE)
+        s = generate("m2", seed=seed, size=SIZE, label_width=label_width)
         for pts, mask, info in zip(s.lines, s.masks, s.params["sampled"]["lines"], strict=True):
             ij = np.clip(np.round(pts[:, ::-1]).astype(int), 0, np.array(SIZE) - 1)
             assert mask[ij[:, 0], ij[:, 1]].mean() > 0.95
             seed_img = np.ones(SIZE, dtype=bool)
             seed_img[ij[:, 0], ij[:, 1]] = False
             dist = ndimage.distance_transform_edt(seed_img)
-            assert dist[mask].max() <= max(info["thickness"] / 2, 0.8) + 1.5
+            half = max(info["thickness"], label_width) / 2
+            assert dist[mask].max() <= max(half, 0.8) + 1.5
+            length = np.hypot(*np.diff(pts, axis=0).T).sum()
+            if info["thickness"] < label_width and length > 20:
+                widths.append(mask.sum() / length / label_width)
+    # masks of lines thinner than the label width are about label_width wide, and solid
+    assert widths and 0.8 < np.median(widths) < 1.3
 
 
 def test_lines_are_darker_than_their_surroundings() -> None:
