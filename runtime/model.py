@@ -99,11 +99,11 @@ def default_model_path() -> Path:
                 defaults.append(entry)
     if not defaults:
         raise FileNotFoundError(
-            f"no shipped default model: no card with \"default\": true in package {MODELS_PACKAGE}"
+            f'no shipped default model: no card with "default": true in package {MODELS_PACKAGE}'
         )
     if len(defaults) > 1:
         names = ", ".join(sorted(e.name for e in defaults))
-        raise RuntimeError(f"more than one shipped model card says \"default\": true ({names})")
+        raise RuntimeError(f'more than one shipped model card says "default": true ({names})')
     onnx = Path(str(defaults[0])).with_suffix(".onnx")
     if not onnx.is_file():
         raise FileNotFoundError(f"the default model card {defaults[0].name} has no ONNX file next to it")

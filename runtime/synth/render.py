@@ -139,7 +139,8 @@ def rasterize_line(
     sig_eff2 = sig_blur * sig_blur + _SPLAT_VAR
     pts = _extend(resample(points, 0.5), 1.2 * np.sqrt(sig_eff2))
     sig_wide = 2.0 * np.sqrt(sig_eff2) + 0.5
-    pad = int(np.ceil(max(2.0 * sig_wide if fringe > 0 else 0.0, 3.0 * np.sqrt(sig_eff2), 1.5 * min_half_width))) + 2
+    reach = max(2.0 * sig_wide if fringe > 0 else 0.0, 3.0 * np.sqrt(sig_eff2), 1.5 * min_half_width)
+    pad = int(np.ceil(reach)) + 2
     (pxmin, pymin), (pxmax, pymax) = pts.min(axis=0), pts.max(axis=0)
     x0 = max(math.floor(pxmin) - pad, 0)
     y0 = max(math.floor(pymin) - pad, 0)

@@ -49,8 +49,19 @@ def test_sigterm_closes_the_live_window_and_completes_the_recording(demo_video, 
     model = write_model(tmp_path / "tiny.onnx", metadata(n_masks=4), gain=-25.0, level=0.4)
     out = tmp_path / "rec"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    cmd = [sys.executable, "-m", "dislotrack.cli", "live", str(demo_video.path), "--model", str(model),
-           "--record", str(out), "--speed", "0.5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dislotrack.cli",
+        "live",
+        str(demo_video.path),
+        "--model",
+        str(model),
+        "--record",
+        str(out),
+        "--speed",
+        "0.5",
+    ]
     with subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
         try:
             deadline = time.monotonic() + 60

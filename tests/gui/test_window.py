@@ -203,6 +203,7 @@ def test_closing_the_window_stops_the_worker_and_leaves_no_thread(qtbot, demo_vi
 
 def test_click_chooses_the_pileup_of_a_dislocation(qtbot, open_window, demo_video, truth_model):
     window = open_window(source=str(demo_video.path), model=truth_model)
+
     def tracked_lines():
         shown = window.displayed.result.lines if window.displayed else ()
         return [line for line in shown if line.track_id >= 0]

@@ -23,8 +23,22 @@ def test_subcommands_parse():
     parser = build_parser()
     args = parser.parse_args(["train", "--out", "run", "--crop", "128", "--matching", "greedy"])
     assert args.crop == (128, 128) and args.matching == "greedy" and args.action is None
-    args = parser.parse_args(["train", "finetune", "--from", "m.onnx", "--images", "i", "--masks", "m",
-                              "--out", "ft", "--first", "10"])
+    args = parser.parse_args(
+        [
+            "train",
+            "finetune",
+            "--from",
+            "m.onnx",
+            "--images",
+            "i",
+            "--masks",
+            "m",
+            "--out",
+            "ft",
+            "--first",
+            "10",
+        ]
+    )
     assert args.action == "finetune" and args.first == 10 and args.source == "m.onnx"
     args = parser.parse_args(["evaluate", "--synthetic", "5"])
     assert args.synthetic == 5 and args.model is None

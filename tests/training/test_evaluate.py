@@ -57,8 +57,23 @@ def test_evaluate_scores_labelled_frames_and_updates_the_card(tiny_model, tmp_pa
         imsave(images / f"img_{i:03d}.png", (s.image * 255).astype(np.uint8), check_contrast=False)
         imsave(masks / f"img_{i:03d}.png", (s.masks.any(0) * 255).astype(np.uint8), check_contrast=False)
     per_image = tmp_path / "per_image.csv"
-    code = main(["evaluate", "--model", str(tiny_model), "--images", str(images), "--masks", str(masks),
-                 "--skip-first", "1", "--per-image", str(per_image), "--card-key", "test_frames"])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(tiny_model),
+            "--images",
+            str(images),
+            "--masks",
+            str(masks),
+            "--skip-first",
+            "1",
+            "--per-image",
+            str(per_image),
+            "--card-key",
+            "test_frames",
+        ]
+    )
     assert code == 0
     card = json.loads(tiny_model.with_suffix(".json").read_text())
     figures = card["metrics"]["test_frames"]

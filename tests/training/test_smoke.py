@@ -48,8 +48,18 @@ def test_export_follows_the_model_file_contract(tiny_model):
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert isinstance(dims[0], str) and dims[1] == 1 and isinstance(dims[2], str) and isinstance(dims[3], str)
     meta = json.loads({p.key: p.value for p in model.metadata_props}["dislotrack"])
-    for key in ("n_masks", "mean", "std", "threshold", "input_multiple", "architecture", "encoder", "preset",
-                "metrics", "code_version"):
+    for key in (
+        "n_masks",
+        "mean",
+        "std",
+        "threshold",
+        "input_multiple",
+        "architecture",
+        "encoder",
+        "preset",
+        "metrics",
+        "code_version",
+    ):
         assert key in meta, key
     card = json.loads(tiny_model.with_suffix(".json").read_text())
     from dislotrack.training.export import sha256_file
