@@ -25,6 +25,7 @@ from dislotrack.runtime.geometry import arclength, equally_spaced
 from dislotrack.runtime.results import N_POINTS, Line
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+_TRUNCATE = 4.0  # Gaussian kernel radius in sigmas (scipy's default, made explicit for smooth_paths)
 _OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 
 
@@ -63,11 +64,23 @@ class Candidate:
         return self.y0, self.x0, self.y0 + h, self.x0 + w
 
 
+def grow(mask: np.ndarray, px: int) -> np.ndarray:
+    """8-neighbour dilation by ``px`` pixels as shifted ORs: equal to ``binary_dilation`` with a 3x3
+    square, ~25x cheaper on the large crops of masks that hold many lines."""
+    for _ in range(px):
+        rows = mask.copy()
+        rows[1:] |= mask[:-1]
+        rows[:-1] |= mask[1:]
+        mask = rows.copy()
+        mask[:, 1:] |= rows[:, :-1]
+        mask[:, :-1] |= rows[:, 1:]
+    return mask
+
+
 def _pieces(mask: np.ndarray, gap_px: int) -> tuple[np.ndarray, int]:
     """Label the pieces of a crop, pieces closer than the gap counting as one (labels on ``mask`` only)."""
-    grown = ndimage.binary_dilation(mask, _EIGHT, iterations=gap_px) if gap_px > 0 else mask
-    labels, n = ndimage.label(grown, structure=_EIGHT)
-    labels[~mask] = 0
+    labels, n = ndimage.label(grow(mask, gap_px), structure=_EIGHT)
+    np.multiply(labels, mask, out=labels)
     return labels, n
 
 
@@ -87,14 +100,19 @@ def mask_candidates(prob: np.ndarray, mask: np.ndarray, channel: int, config: Li
     if n_raw == 1:
         return [_candidate(prob, mask, 0, 0, channel, True)]
     labels, n = _pieces(mask, config.gap_px)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    on = np.flatnonzero(mask)  # statistics over the mask's pixels only, not its whole box
+    piece = labels.ravel()[on]
+    sizes = np.bincount(piece, minlength=n + 1)
+    # 8-connected parts per gapped piece (each part lies in exactly one gapped piece)
+    piece_of = np.zeros(n_raw + 1, dtype=np.int64)
+    piece_of[raw.ravel()[on]] = piece
+    n_sub = np.bincount(piece_of[1:], minlength=n + 1)
     out = []
     for k, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None or sizes[k] < config.min_pixels:
             continue
         part = labels[box] == k  # only this piece's bounding box, never the whole crop per piece
-        n_sub = np.unique(raw[box][part]).size
-        out.append(_candidate(prob, part, box[0].start, box[1].start, channel, n_sub == 1))
+        out.append(_candidate(prob, part, box[0].start, box[1].start, channel, n_sub[k] == 1))
     return out
 
 
@@ -182,29 +200,16 @@ def deduplicate(cands: Sequence[Candidate], config: LineConfig) -> list[Candidat
     return [order[i] for i in kept]
 
 
-def is_fragment(short: Line, long: Line, tol_px: float) -> bool:
-    """True when every point of ``short`` lies within ``tol_px`` of the polyline of a longer line.
-
-    A spare mask often holds part of a line that another mask holds whole; their Dice loss is above
-    0.5 when the part is short, so the mask rule alone keeps both.
-    """
-    if short.length_px >= long.length_px:
-        return False
-    lo, hi = long.points.min(axis=0) - tol_px, long.points.max(axis=0) + tol_px
-    if np.any(short.points.min(axis=0) < lo) or np.any(short.points.max(axis=0) > hi):
-        return False
-    return bool(np.all(point_to_polyline(short.points, long.points) <= tol_px))
-
-
 def point_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
-    """Distance of each point to the nearest segment of a polyline, (P,) from (P, 2) and (Q, 2)."""
-    a, b = polyline[:-1], polyline[1:]
+    """Distance of each point to the nearest segment of a polyline: (..., P) from (..., P, 2) points
+    and (..., Q, 2) polylines (leading axes batch several point sets against several polylines)."""
+    a, b = polyline[..., :-1, :], polyline[..., 1:, :]
     ab = b - a
-    denom = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-12)
-    ap = points[:, None, :] - a[None]
-    t = np.clip(np.einsum("pqj,qj->pq", ap, ab) / denom, 0.0, 1.0)
-    nearest = a[None] + t[..., None] * ab[None]
-    return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(axis=2)).min(axis=1)
+    denom = np.maximum(np.einsum("...ij,...ij->...i", ab, ab), 1e-12)
+    ap = points[..., :, None, :] - a[..., None, :, :]
+    t = np.clip(np.einsum("...pqj,...qj->...pq", ap, ab) / denom[..., None, :], 0.0, 1.0)
+    nearest = a[..., None, :, :] + t[..., None] * ab[..., None, :, :]
+    return np.sqrt(((points[..., :, None, :] - nearest) ** 2).sum(axis=-1)).min(axis=-1)
 
 
 def _pad(mask: np.ndarray, pad: int) -> np.ndarray:
@@ -288,42 +293,70 @@ def skeleton_path(mask: np.ndarray, bridge_px: int = 0) -> np.ndarray:
     return np.stack([ys[nodes], xs[nodes]], axis=1).astype(np.float64) - pad
 
 
-def smooth_path(xy: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-smooth a pixel path; ends are padded by point reflection so straight lines stay put."""
-    if sigma <= 0 or len(xy) < 3:
-        return xy
-    pad = min(len(xy) - 1, int(np.ceil(3 * sigma)))
-    head = 2 * xy[0] - xy[pad:0:-1]
-    tail = 2 * xy[-1] - xy[-2 : -pad - 2 : -1]
-    padded = np.concatenate([head, xy, tail])
-    return ndimage.gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[pad:-pad]
+def smooth_paths(paths: Sequence[np.ndarray], sigma: float) -> list[np.ndarray]:
+    """Gaussian-smooth pixel paths; ends are padded by point reflection so straight lines stay put.
+
+    All paths go through one filter call (per-call overhead dominated): each block carries
+    ``radius`` copies of its end values, which is the filter's own 'nearest' extension, so every
+    path is filtered exactly as if it were alone.
+    """
+    radius = int(_TRUNCATE * sigma + 0.5)
+    blocks, starts, pos = [], [], 0
+    for xy in paths:
+        if sigma <= 0 or len(xy) < 3:
+            starts.append(None)
+            continue
+        pad = min(len(xy) - 1, int(np.ceil(3 * sigma)))
+        head = 2 * xy[0] - xy[pad:0:-1]
+        tail = 2 * xy[-1] - xy[-2 : -pad - 2 : -1]
+        ext = (np.broadcast_to(head[0], (radius, 2)), np.broadcast_to(tail[-1], (radius, 2)))
+        blocks.append(np.concatenate([ext[0], head, xy, tail, ext[1]]))
+        starts.append(pos + radius + pad)
+        pos += len(blocks[-1])
+    if not blocks:
+        return list(paths)
+    smooth = ndimage.gaussian_filter1d(
+        np.concatenate(blocks), sigma, axis=0, mode="nearest", truncate=_TRUNCATE, radius=radius
+    )
+    return [xy if k is None else smooth[k : k + len(xy)] for xy, k in zip(paths, starts, strict=True)]
 
 
-def spline_derivatives(pts: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
-    """First and second derivatives, at the knots, of the natural cubic spline through (n, 2)
-    points spaced ``h`` apart in arc length (one tridiagonal solve for both coordinates)."""
-    n = len(pts)
-    rhs = 6.0 / h**2 * (pts[2:] - 2 * pts[1:-1] + pts[:-2])
+def spline_derivatives(pts: np.ndarray, h: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and second derivatives, at the knots, of the natural cubic spline through (..., n, 2)
+    points spaced ``h`` (scalar or one per leading index) apart in arc length. One tridiagonal
+    solve serves both coordinates of every line: the matrix depends on ``n`` only."""
+    n = pts.shape[-2]
+    h = np.asarray(h, dtype=np.float64)[..., None, None]
+    rhs = 6.0 / h**2 * (pts[..., 2:, :] - 2 * pts[..., 1:-1, :] + pts[..., :-2, :])
     ones = np.ones(n - 3)
+    columns = np.moveaxis(rhs, -2, 0).reshape(n - 2, -1)
+    solved = dgtsv(ones, np.full(n - 2, 4.0), ones, columns)[3]  # LAPACK tridiagonal solve
     m = np.zeros_like(pts)
-    m[1:-1] = dgtsv(ones, np.full(n - 2, 4.0), ones, rhs)[3]  # LAPACK tridiagonal solve
+    m[..., 1:-1, :] = np.moveaxis(solved.reshape(n - 2, *rhs.shape[:-2], rhs.shape[-1]), 0, -2)
     d1 = np.empty_like(pts)
-    d1[:-1] = (pts[1:] - pts[:-1]) / h - h * (2 * m[:-1] + m[1:]) / 6
-    d1[-1] = (pts[-1] - pts[-2]) / h + h * (m[-2] + 2 * m[-1]) / 6
+    d1[..., :-1, :] = (pts[..., 1:, :] - pts[..., :-1, :]) / h - h * (2 * m[..., :-1, :] + m[..., 1:, :]) / 6
+    h_last = h[..., 0, :]
+    d1[..., -1, :] = (pts[..., -1, :] - pts[..., -2, :]) / h_last + h_last * (
+        m[..., -2, :] + 2 * m[..., -1, :]
+    ) / 6
     return d1, m
 
 
-def fit_line(xy: np.ndarray, n_points: int) -> tuple[np.ndarray, float, float]:
-    """Equally spaced points, length and mean |curvature| of the cubic spline through them."""
-    s = arclength(xy)
-    length = float(s[-1])
-    pts = equally_spaced(xy, n_points, s)
-    if length <= 0 or n_points < 4:
-        return pts, length, 0.0
-    d1, d2 = spline_derivatives(pts, length / (n_points - 1))
-    speed = np.maximum(np.hypot(d1[:, 0], d1[:, 1]), 1e-9)
-    curvature = np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / speed**3
-    return pts, length, float(curvature.mean())
+def fit_lines(paths: Sequence[np.ndarray], n_points: int) -> list[tuple[np.ndarray, float, float]]:
+    """Per path: equally spaced points, length and mean |curvature| of the cubic spline through them
+    (the splines of all paths in one solve)."""
+    fits = []
+    for xy in paths:
+        s = arclength(xy)
+        fits.append((equally_spaced(xy, n_points, s), float(s[-1])))
+    curvature = np.zeros(len(fits))
+    todo = [i for i, (_, length) in enumerate(fits) if length > 0] if n_points >= 4 else []
+    if todo:
+        pts = np.stack([fits[i][0] for i in todo])
+        d1, d2 = spline_derivatives(pts, np.array([fits[i][1] for i in todo]) / (n_points - 1))
+        speed = np.maximum(np.hypot(d1[..., 0], d1[..., 1]), 1e-9)
+        curvature[todo] = (np.abs(d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]) / speed**3).mean(axis=1)
+    return [(pts, length, float(k)) for (pts, length), k in zip(fits, curvature, strict=True)]
 
 
 def line_like(cand: Candidate, max_width_px: float) -> bool:
@@ -334,19 +367,14 @@ def line_like(cand: Candidate, max_width_px: float) -> bool:
     return cand.n_pixels / max(np.hypot(h, w), 1.0) <= max_width_px
 
 
-def candidate_line(cand: Candidate, config: LineConfig) -> Line | None:
-    """Centreline of one candidate in frame coordinates, or None when it is not a line."""
+def candidate_path(cand: Candidate, config: LineConfig) -> np.ndarray | None:
+    """Skeleton path of one candidate as (K, 2) frame x, y, or None when it is not a line."""
     if not line_like(cand, config.max_width_px):
         return None
-    bridge = 0 if cand.connected else config.gap_px
-    rc = skeleton_path(cand.mask, bridge)
+    rc = skeleton_path(cand.mask, 0 if cand.connected else config.gap_px)
     if len(rc) < 2:
         return None
-    xy = np.stack([rc[:, 1] + cand.x0, rc[:, 0] + cand.y0], axis=1)
-    pts, length, curvature = fit_line(smooth_path(xy, config.smooth_px), config.n_points)
-    if length < config.min_length_px:
-        return None
-    return Line(pts, length, cand.mean_prob, curvature, cand.channel)
+    return np.stack([rc[:, 1] + cand.x0, rc[:, 0] + cand.y0], axis=1)
 
 
 def paint_labels(shape: tuple[int, int], cands: Sequence[Candidate]) -> np.ndarray:
@@ -358,30 +386,45 @@ def paint_labels(shape: tuple[int, int], cands: Sequence[Candidate]) -> np.ndarr
     return labels
 
 
-def drop_fragments(lines: Sequence[Line], tol_px: float) -> list[int]:
-    """Indices of the lines that are not fragments of a longer line (see ``is_fragment``)."""
+def drop_fragments(lines: Sequence[Line], tol_px: float, chunk: int = 64) -> list[int]:
+    """Indices of the lines that are not fragments of a longer line.
+
+    A fragment has every point within ``tol_px`` of a longer line's polyline: a spare mask often
+    holds part of a line that another mask holds whole, and their Dice loss is above 0.5 when the
+    part is short, so the mask rule alone keeps both. Only pairs whose boxes nest are measured, all
+    at once (``chunk`` pairs per array operation, bounding memory on crowded frames).
+    """
     if len(lines) < 2:
         return list(range(len(lines)))
-    lo = np.stack([ln.points.min(axis=0) for ln in lines])
-    hi = np.stack([ln.points.max(axis=0) for ln in lines])
+    pts = np.stack([ln.points for ln in lines])
+    lo, hi = pts.min(axis=1), pts.max(axis=1)
     length = np.array([ln.length_px for ln in lines])
     inside = np.all(lo[:, None] >= lo[None] - tol_px, axis=2) & np.all(
         hi[:, None] <= hi[None] + tol_px, axis=2
     )
-    suspects = inside & (length[:, None] < length[None])
-    return [
-        i
-        for i in range(len(lines))
-        if not any(is_fragment(lines[i], lines[j], tol_px) for j in np.flatnonzero(suspects[i]))
-    ]
+    short, long = np.nonzero(inside & (length[:, None] < length[None]))
+    fragment = np.zeros(len(lines), dtype=bool)
+    for k in range(0, short.size, chunk):
+        i, j = short[k : k + chunk], long[k : k + chunk]
+        near = np.all(point_to_polyline(pts[i], pts[j]) <= tol_px, axis=1)
+        fragment[i[near]] = True
+    return np.flatnonzero(~fragment).tolist()
 
 
 def lines_from_candidates(
     kept: Sequence[Candidate], shape: tuple[int, int], config: LineConfig, with_labels: bool = True
 ) -> tuple[tuple[Line, ...], np.ndarray | None]:
     """Centrelines of deduplicated candidates, fragments of longer lines dropped, plus label image."""
-    pairs = [(c, candidate_line(c, config)) for c in kept]
-    pairs = [(c, line) for c, line in pairs if line is not None]
+    paths = [(c, candidate_path(c, config)) for c in kept]
+    cands = [c for c, xy in paths if xy is not None]
+    fits = fit_lines(
+        smooth_paths([xy for _, xy in paths if xy is not None], config.smooth_px), config.n_points
+    )
+    pairs = [
+        (c, Line(pts, length, c.mean_prob, curvature, c.channel))
+        for c, (pts, length, curvature) in zip(cands, fits, strict=True)
+        if length >= config.min_length_px
+    ]
     keep = drop_fragments([line for _, line in pairs], config.fragment_px)
     pairs = [pairs[i] for i in keep]
     lines = tuple(line for _, line in pairs)

@@ -124,3 +124,31 @@ def test_spline_derivatives_match_a_natural_cubic_spline():
     d1, d2 = spline_derivatives(pts, s[1])
     np.testing.assert_allclose(d1, ref(s, 1), atol=1e-9)
     np.testing.assert_allclose(d2, ref(s, 2), atol=1e-9)
+
+
+def test_grow_is_a_square_dilation():
+    from scipy import ndimage
+
+    from dislotrack.runtime.lines import grow
+
+    rng = np.random.default_rng(1)
+    mask = rng.random((37, 51)) > 0.93
+    for px in (0, 1, 2):
+        expected = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=px) if px else mask
+        np.testing.assert_array_equal(grow(mask, px), expected)
+
+
+def test_paths_smoothed_and_fitted_together_equal_one_at_a_time():
+    from dislotrack.runtime.lines import fit_lines, smooth_paths
+
+    rng = np.random.default_rng(2)
+    paths = [np.cumsum(rng.integers(-1, 2, size=(k, 2)), axis=0).astype(float) for k in (2, 3, 9, 40, 120)]
+    together = smooth_paths(paths, 2.0)
+    for path, smooth in zip(paths, together, strict=True):
+        np.testing.assert_array_equal(smooth, smooth_paths([path], 2.0)[0])
+    fits = fit_lines(together, N_POINTS)
+    for smooth, (pts, length, curvature) in zip(together, fits, strict=True):
+        (alone_pts, alone_length, alone_curvature) = fit_lines([smooth], N_POINTS)[0]
+        np.testing.assert_array_equal(pts, alone_pts)
+        assert length == alone_length
+        assert curvature == pytest.approx(alone_curvature, rel=1e-12, abs=1e-15)
