@@ -1,8 +1,8 @@
 """Vectorised 2-D Perlin gradient noise.
 
 Perlin noise on an axis-aligned lattice separates into x and y factors: the x part is evaluated once per
-lattice row, and every image row is a weighted sum of four of those rows, i.e. one small matrix product
-(image height x 2 lattice rows) @ (2 lattice rows x image width). No per-pixel Python.
+lattice row, and every image row is a weighted sum of four of those rows: per lattice cell one small
+matrix product (rows in the cell x 4) @ (4 x image width). No per-pixel Python.
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ def perlin(shape: tuple[int, int], lam: float, rng: np.random.Generator) -> np.n
     t = np.empty((2 * ny, w), dtype=np.float32)
     t[:ny] = gx0 * (wx0 * fx) + gx1 * (wx1 * (fx - 1.0))
     t[ny:] = gy0 * wx0 + gy1 * wx1
-    # Then every image row is a combination of four lattice rows: one small matrix product.
-    c = np.zeros((h, 2 * ny), dtype=np.float32)
-    rows = np.arange(h)
-    c[rows, iy] = wy0
-    c[rows, iy + 1] = wy1
-    c[rows, ny + iy] = wy0 * fy
-    c[rows, ny + iy + 1] = wy1 * (fy - 1.0)
-    return c @ t
+    # Then every image row is a combination of four lattice rows: one (rows of a cell x 4) @ (4 x W) matrix
+    # product per lattice cell.
+    wts = np.stack([wy0, wy1, wy0 * fy, wy1 * (fy - 1.0)], axis=1)
+    out = np.empty((h, w), dtype=np.float32)
+    cuts = np.flatnonzero(np.diff(iy)) + 1
+    for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), h], strict=True):
+        j = int(iy[a])
+        np.matmul(wts[a:b], t[[j, j + 1, ny + j, ny + j + 1]], out=out[a:b])
+    return out

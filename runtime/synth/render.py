@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage
@@ -19,10 +20,27 @@ _SPLAT_VAR = 1.0 / 6.0  # variance of the bilinear splat kernel per axis
 _MIN_HALF_WIDTH = 0.8  # a line's mask is at least 1.6 px wide unless a wider label is asked for
 
 
+@lru_cache(maxsize=512)
 def _kernel(sigma: float, truncate: float) -> np.ndarray:
+    """Normalised Gaussian taps, cached: videos and fixed filters ask for the same sigmas again and again."""
     r = max(int(truncate * sigma + 0.5), 1)
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
+    k = (k / k.sum()).astype(np.float32)
+    k.flags.writeable = False
+    return k
+
+
+def _pad_symmetric(a: np.ndarray, r: int) -> np.ndarray:
+    """``np.pad(a, r, mode="symmetric")`` as float32 with four slice copies (np.pad's overhead is larger
+    than the copy itself for the small boxes of single lines)."""
+    h, w = a.shape
+    p = np.empty((h + 2 * r, w + 2 * r), dtype=np.float32)
+    p[r : r + h, r : r + w] = a
+    p[r : r + h, :r] = p[r : r + h, 2 * r - 1 : r - 1 : -1]
+    p[r : r + h, r + w :] = p[r : r + h, r + w - 1 : w - 1 : -1]
+    p[:r] = p[2 * r - 1 : r - 1 : -1]
+    p[r + h :] = p[r + h - 1 : h - 1 : -1]
+    return p
 
 
 def blur(a: np.ndarray, sigma: float, truncate: float = 2.0, strip: int = 64) -> np.ndarray:
@@ -36,12 +54,12 @@ def blur(a: np.ndarray, sigma: float, truncate: float = 2.0, strip: int = 64) ->
     """
     if sigma <= 0:
         return a.astype(np.float32, copy=True)
-    w = _kernel(sigma, truncate)
+    w = _kernel(float(sigma), float(truncate))
     r = len(w) // 2
     h, wd = a.shape
     if r >= h or r >= wd:  # tiny arrays: let scipy handle the borders
         return ndimage.gaussian_filter(a.astype(np.float32), sigma, truncate=truncate)
-    p = np.pad(a.astype(np.float32, copy=False), r, mode="symmetric")
+    p = _pad_symmetric(a, r)
     w2 = wd + 2 * r
     out = np.empty((h, wd), dtype=np.float32)
     strip = h if h * wd <= 65536 else min(strip, h)  # small arrays fit the cache whole
@@ -105,19 +123,49 @@ def _extend(pts: np.ndarray, ext: float) -> np.ndarray:
 
 
 def _splat(pts: np.ndarray, weights: np.ndarray, x0: int, y0: int, h: int, w: int) -> np.ndarray:
+    """Bilinear splat of weighted points (x, y) into a float32 (h, w) box at (x0, y0)."""
     x = pts[:, 0] - x0
     y = pts[:, 1] - y0
-    ix = np.floor(x).astype(np.intp)
-    iy = np.floor(y).astype(np.intp)
+    ix = np.floor(x)
+    iy = np.floor(y)
     fx = x - ix
     fy = y - iy
     stride = w + 1
-    base = iy * stride + ix
-    idx = np.concatenate([base, base + 1, base + stride, base + stride + 1])
-    gx, gy = 1 - fx, 1 - fy
-    wt = np.concatenate([gx * gy, fx * gy, gx * fy, fx * fy]) * np.tile(weights, 4)
-    acc = np.bincount(idx, weights=wt, minlength=(h + 1) * stride)
-    return acc.reshape(h + 1, w + 1)[:h, :w]
+    base = iy.astype(np.intp) * stride + ix.astype(np.intp)
+    idx = base + np.array([[0], [1], [stride], [stride + 1]])
+    gx = np.stack([1 - fx, fx])
+    gy = np.stack([1 - fy, fy]) * weights
+    wt = (gy[:, None] * gx[None]).reshape(4, -1)
+    acc = np.bincount(idx.ravel(), weights=wt.ravel(), minlength=(h + 1) * stride)
+    return acc.reshape(h + 1, w + 1)[:h, :w].astype(np.float32)
+
+
+def near_points(
+    pts: np.ndarray, radius: float, origin: tuple[int, int], shape: tuple[int, int]
+) -> np.ndarray:
+    """Boolean (h, w) box at ``origin`` (y0, x0): pixel centres within ``radius`` of the polyline ``pts``.
+
+    ``pts`` (x, y) lie about half a pixel apart; every other one is enough for a radius of 1 px or more
+    (the scallops between points then stay under 0.09 px deep at 1.5 px). The points must lie in the box;
+    the stencil writes into a margin around it, so no bounds checks are needed.
+    """
+    if radius >= 1.0 and len(pts) > 2:
+        pts = np.concatenate([pts[:-1:2], pts[-1:]])
+    y0, x0 = origin
+    h, w = shape
+    k = int(radius) + 1
+    off = np.arange(1 - k, k + 1)  # the pixels within radius of x lie in floor(x) + off
+    ix = np.floor(pts[:, 0])
+    iy = np.floor(pts[:, 1])
+    dx2 = (off - (pts[:, 0] - ix)[:, None]) ** 2
+    dy2 = (off - (pts[:, 1] - iy)[:, None]) ** 2
+    ok = dy2[:, :, None] + dx2[:, None, :] <= radius * radius
+    wk = w + 2 * k
+    start = (iy.astype(np.intp) - y0 + k) * wk + ix.astype(np.intp) - x0 + k
+    flat = start[:, None, None] + (off * wk)[:, None] + off
+    canvas = np.zeros((h + 2 * k) * wk, dtype=bool)
+    canvas[flat[ok]] = True
+    return canvas.reshape(h + 2 * k, wk)[k : k + h, k : k + w]
 
 
 def rasterize_line(
@@ -130,17 +178,21 @@ def rasterize_line(
 ) -> LineRaster | None:
     """Profile and mask of a line through ``points`` (x, y) with full width at half maximum ``thickness``.
 
+    ``points`` lie about half a pixel apart (as `resample` with step 0.5 and the scene's splines give them),
+    so they can be splatted as they are.
+
     ``weights`` (one per point of the half-pixel resampling, mean about 1) modulate darkness along the line.
     The mask holds the pixels within max(thickness / 2, ``min_half_width``) px of the line.
     """
     h_img, w_img = shape
     sigma = thickness / 2.3548
-    sig_blur = float(np.sqrt(max(sigma * sigma - _SPLAT_VAR, 0.0)))
+    sig_blur = math.sqrt(max(sigma * sigma - _SPLAT_VAR, 0.0))
     sig_eff2 = sig_blur * sig_blur + _SPLAT_VAR
-    pts = _extend(resample(points, 0.5), 1.2 * np.sqrt(sig_eff2))
-    sig_wide = 2.0 * np.sqrt(sig_eff2) + 0.5
-    reach = max(2.0 * sig_wide if fringe > 0 else 0.0, 3.0 * np.sqrt(sig_eff2), 1.5 * min_half_width)
-    pad = int(np.ceil(reach)) + 2
+    sig_eff = math.sqrt(sig_eff2)
+    pts = _extend(points, 1.2 * sig_eff)
+    sig_wide = 2.0 * sig_eff + 0.5
+    reach = max(2.0 * sig_wide if fringe > 0 else 0.0, 3.0 * sig_eff, 1.5 * min_half_width)
+    pad = math.ceil(reach) + 2
     (pxmin, pymin), (pxmax, pymax) = pts.min(axis=0), pts.max(axis=0)
     x0 = max(math.floor(pxmin) - pad, 0)
     y0 = max(math.floor(pymin) - pad, 0)
@@ -153,94 +205,102 @@ def rasterize_line(
     by0 = math.floor(pymin) - pad
     bw = math.ceil(pxmax) + pad + 2 - bx0
     bh = math.ceil(pymax) + pad + 2 - by0
-    wts = (
-        np.full(len(pts), 0.5)
-        if weights is None
-        else 0.5 * np.interp(np.linspace(0, 1, len(pts)), np.linspace(0, 1, len(weights)), weights)
-    )
-    dens = _splat(pts, wts, bx0, by0, bh, bw).astype(np.float32)
+    if weights is None:
+        wts = np.full(len(pts), 0.5)
+    else:  # the weights spread evenly over the points
+        knots = np.arange(len(weights)) * ((len(pts) - 1) / max(len(weights) - 1, 1))
+        wts = 0.5 * np.interp(np.arange(len(pts)), knots, weights)
+    dens = _splat(pts, wts, bx0, by0, bh, bw)
     # Below 0.25 px the bilinear splat alone (sigma 0.41 px) is the profile.
     core = blur(dens, sig_blur, truncate=2.5) if sig_blur > 0.25 else dens
-    peak = 1.0 / np.sqrt(2.0 * np.pi * sig_eff2)
-    mean_w = float(np.mean(wts)) * 2.0
-    core *= np.float32(1.0 / (peak * mean_w))
-    prof = np.minimum(core, np.float32(1.0))
-    if fringe > 0.01:
-        # bright fringes: a wider, weaker copy subtracted (the truncated tails do not matter here)
-        wide = blur(dens, float(np.sqrt(sig_wide**2 - _SPLAT_VAR)), truncate=2.0)
-        wide *= np.float32(np.sqrt(2.0 * np.pi) * sig_wide / mean_w)
-        np.minimum(wide, np.float32(1.0), out=wide)
-        prof *= np.float32(1.0 + fringe)
-        wide *= np.float32(fringe)
-        prof -= wide
     sl = (slice(y0 - by0, y1 - by0), slice(x0 - bx0, x1 - bx0))
-    prof = prof[sl]
+    # Scale so a straight line of mean weight peaks at 1; from here on only the part in view is needed.
+    mean_w = 2.0 * float(np.mean(wts))
+    gain = math.sqrt(2.0 * math.pi * sig_eff2) / mean_w
+    if fringe > 0.01:
+        # bright fringes: (1 + fringe) min(core, 1) - fringe min(wide, 1), with wide a wider copy
+        # (its truncated tails do not matter here)
+        wide = blur(dens, math.sqrt(sig_wide * sig_wide - _SPLAT_VAR), truncate=2.0)[sl]
+        prof = np.multiply(core[sl], np.float32(gain * (1.0 + fringe)))
+        np.minimum(prof, np.float32(1.0 + fringe), out=prof)
+        wide *= np.float32(math.sqrt(2.0 * math.pi) * sig_wide / mean_w * fringe)
+        np.minimum(wide, np.float32(fringe), out=wide)
+        prof -= wide
+    else:
+        prof = np.multiply(core[sl], np.float32(gain))
+        np.minimum(prof, np.float32(1.0), out=prof)
     hw = max(thickness / 2.0, min_half_width)
     if hw > max(thickness / 2.0, _MIN_HALF_WIDTH) + 1e-6:
-        # The label is wider than the line: threshold a wider Gaussian of the same centreline, whose
-        # level at hw is well above the truncated tails of the drawn profile.
-        sig_l2 = (hw / 1.5) ** 2
-        wide = blur(dens, float(np.sqrt(sig_l2 - _SPLAT_VAR)), truncate=2.5)[sl]
-        wide *= np.float32(np.sqrt(2.0 * np.pi * sig_l2) / mean_w)
-        mask = wide >= np.float32(np.exp(-hw * hw / (2.0 * sig_l2)) * 0.999)
+        # The label is wider than the line: the pixels within hw of the centreline, solid whatever the
+        # darkness modulation (a stencil per point is cheaper than a wider blur of the box).
+        mask = near_points(points, hw, (y0, x0), (y1 - y0, x1 - x0))
     else:
-        thr = float(np.exp(-hw * hw / (2.0 * sig_eff2)))
-        mask = core[sl] >= np.float32(thr * 0.999)
+        mask = core[sl] >= np.float32(math.exp(-hw * hw / (2.0 * sig_eff2)) * 0.999 / gain)
     return LineRaster(y0=y0, x0=x0, profile=prof, mask=mask)
 
 
 def band_pixels(
-    shape: tuple[int, int], p: np.ndarray, d: np.ndarray, radius: float
+    shape: tuple[int, int], p: np.ndarray, d: np.ndarray, radius: float, pad: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices and signed distances of the pixels within ``radius`` of the infinite line p + s * d."""
+    """Pixels near the infinite line p + s * d as flat indices into the image padded by ``pad`` on every
+    side, with their signed distances (both (n, k) arrays).
+
+    Steep lines take ``k`` pixels per row, flat ones per column, around the crossing point. Windows of
+    rows or columns where the line is out of view are clamped into the padding, which needs
+    ``pad >= 2 * (ceil(radius) + 1) + 2``; so no pixel has to be filtered out and, within one line, no
+    index repeats.
+    """
     h, w = shape
     d = d / np.hypot(*d)
-    nrm = np.array([-d[1], d[0]])
+    nrm = (-d[1], d[0])
     r = int(np.ceil(radius)) + 1
-    if abs(d[1]) >= abs(d[0]):  # steep: walk rows
-        ys = np.arange(h)
-        xc = p[0] + (ys - p[1]) * d[0] / d[1]
-        cols = np.floor(xc).astype(np.intp)[:, None] + np.arange(-r, r + 2)[None, :]
-        rows = np.broadcast_to(ys[:, None], cols.shape)
+    offs = np.arange(-r, r + 2)
+    steep = abs(d[1]) >= abs(d[0])
+    if steep:  # walk rows: u is the row, v the column
+        n_u, n_v, pu, pv, nu, nv, slope = h, w, p[1], p[0], nrm[1], nrm[0], d[0] / d[1]
     else:
-        xs = np.arange(w)
-        yc = p[1] + (xs - p[0]) * d[1] / d[0]
-        rows = np.floor(yc).astype(np.intp)[:, None] + np.arange(-r, r + 2)[None, :]
-        cols = np.broadcast_to(xs[:, None], rows.shape)
-    ok = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    rows, cols = rows[ok], cols[ok]
-    dist = (cols - p[0]).astype(np.float32) * np.float32(nrm[0])
-    dist += (rows - p[1]).astype(np.float32) * np.float32(nrm[1])
-    return rows * w + cols, dist
+        n_u, n_v, pu, pv, nu, nv, slope = w, h, p[0], p[1], nrm[0], nrm[1], d[1] / d[0]
+    us = np.arange(n_u)
+    v0 = np.clip(np.floor(pv + (us - pu) * slope), r - pad, n_v + pad - r - 2)
+    dist = ((v0 - pv) * nv + (us - pu) * nu).astype(np.float32)[:, None] + (offs * nv).astype(np.float32)
+    wp = w + 2 * pad
+    v0 = v0.astype(np.intp) + pad
+    base = (us + pad) * wp + v0 if steep else v0 * wp + us + pad
+    step = 1 if steep else wp
+    return base[:, None] + offs * step, dist
 
 
 def draw_bands(img: np.ndarray, bands: list[tuple[np.ndarray, np.ndarray, callable, float]]) -> None:
     """Multiply ``img`` by 1 + the summed profiles of straight lines given as (point, dir, profile, radius).
 
-    The contributions of all lines are gathered into one sparse sum, so many slip traces cost one pass.
+    The contributions of all lines are gathered into one sparse sum over a padded canvas, so many slip
+    traces cost one pass and no per-pixel bounds checks.
     """
     if not bands:
         return
-    idx, val = [], []
+    h, w = img.shape
+    pad = 2 * max(int(np.ceil(radius)) + 1 for *_, radius in bands) + 2
+    acc = np.zeros((h + 2 * pad) * (w + 2 * pad), dtype=np.float32)
     for p, d, profile, radius in bands:
-        i, dist = band_pixels(img.shape, p, d, radius)
-        idx.append(i)
-        val.append(profile(dist))
-    acc = np.bincount(np.concatenate(idx), weights=np.concatenate(val), minlength=img.size)
-    acc += 1.0
-    img *= acc.reshape(img.shape).astype(np.float32)
+        i, dist = band_pixels((h, w), p, d, radius, pad)
+        acc[i] += profile(dist)
+    acc = acc.reshape(h + 2 * pad, w + 2 * pad)[pad : pad + h, pad : pad + w]
+    acc += np.float32(1.0)
+    img *= acc
 
 
-def draw_curves(img: np.ndarray, curves: list[tuple[np.ndarray, float]], thickness: float) -> None:
-    """Darken many thin unlabelled curves at once: one splat and one filter over their common box."""
-    if not curves:
+def draw_curves(img: np.ndarray, pts: np.ndarray, darkness: np.ndarray, thickness: float) -> None:
+    """Darken many thin unlabelled curves at once: one splat and one filter over their common box.
+
+    ``pts`` (x, y) are the curves' points about half a pixel apart, ``darkness`` one value per point.
+    """
+    if not len(pts):
         return
     h, w = img.shape
     sigma = thickness / 2.3548
     sig_blur = float(np.sqrt(max(sigma * sigma - _SPLAT_VAR, 0.0)))
     pad = int(np.ceil(3.0 * sigma)) + 2
-    pts = np.concatenate([c for c, _ in curves])
-    wts = np.concatenate([np.full(len(c), 0.5 * dark) for c, dark in curves])
+    wts = 0.5 * np.asarray(darkness, dtype=np.float64)
     x0 = max(int(np.floor(pts[:, 0].min())) - pad, 0)
     y0 = max(int(np.floor(pts[:, 1].min())) - pad, 0)
     x1 = min(int(np.ceil(pts[:, 0].max())) + pad + 1, w)
@@ -249,7 +309,7 @@ def draw_curves(img: np.ndarray, curves: list[tuple[np.ndarray, float]], thickne
         return
     keep = (pts[:, 0] >= x0) & (pts[:, 0] < x1 - 1) & (pts[:, 1] >= y0) & (pts[:, 1] < y1 - 1)
     dens = _splat(pts[keep], wts[keep], x0, y0, y1 - y0, x1 - x0)
-    dens = blur(dens, sig_blur, truncate=3.0) if sig_blur > 0.05 else dens.astype(np.float32)
+    dens = blur(dens, sig_blur, truncate=3.0) if sig_blur > 0.05 else dens
     dens *= np.float32(np.sqrt(2.0 * np.pi * (sig_blur**2 + _SPLAT_VAR)))
     np.minimum(dens, np.float32(0.9), out=dens)
     img[y0:y1, x0:x1] *= 1.0 - dens

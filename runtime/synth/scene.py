@@ -40,6 +40,10 @@ def _u(rng: np.random.Generator, r: tuple[float, float]) -> float:
     return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
 
 
+def _clip(v: float, r: tuple[float, float]) -> float:
+    return min(max(v, r[0]), r[1])
+
+
 def _i(rng: np.random.Generator, r: tuple[int, int]) -> int:
     return int(rng.integers(r[0], r[1] + 1)) if r[1] > r[0] else int(r[0])
 
@@ -77,7 +81,7 @@ def bend_field(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Generat
     if v["bend"] <= 0:
         return None
     p5 = perlin(shape, v["bend_lam"], rng)
-    p5 *= np.float32(v["bend"] / max(float(np.abs(p5).max()), 1e-6))
+    p5 *= np.float32(v["bend"] / max(_abs_max(p5), 1e-6))
     p5 += np.float32(1.0)
     return p5
 
@@ -89,7 +93,9 @@ def perlin_texture(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Gen
     paper) are linear, so they are folded into the noise amplitude and one multiply-add after the filter.
     """
     p3 = perlin(shape, v["lam1"], rng)
-    p3 += np.float32(v["wp"]) * perlin(shape, v["lam2"], rng)
+    p2 = perlin(shape, v["lam2"], rng)
+    p2 *= np.float32(v["wp"])
+    p3 += p2
     lo, hi = float(p3.min()), float(p3.max())
     k = 1.0 / max(hi - lo, 1e-6)  # P3 scaled = k * (p3 - lo)
     p3 += white_noise(shape, v["ww"] / k, rng)
@@ -109,23 +115,33 @@ def white_noise(shape: tuple[int, int], amplitude: float, rng: np.random.Generat
 
 
 def illumination(v: dict[str, Any], shape: tuple[int, int]) -> np.ndarray | None:
-    """Large-scale brightness: a linear ramp times a vignette with dark corners (None when flat)."""
+    """Large-scale brightness: a linear ramp times a vignette with dark corners (None when flat).
+
+    Both factors are sums of a row and a column term, so each costs one broadcast pass over the image.
+    """
     h, w = shape
     if v["gradient"] <= 0 and v["vignette"] <= 0:
         return None
     diag = math.hypot(h, w)
-    xs = (np.arange(w, dtype=np.float32) - w / 2) / diag
-    ys = (np.arange(h, dtype=np.float32) - h / 2) / diag
+    xs = (np.arange(w, dtype=np.float64) - w / 2) / diag
+    ys = (np.arange(h, dtype=np.float64) - h / 2) / diag
     a = v["gradient_angle"]
-    field = 1.0 + np.float32(v["gradient"]) * (
-        ys[:, None] * np.float32(math.sin(a)) + xs[None, :] * np.float32(math.cos(a))
+    g = v["gradient"]
+    field = np.add.outer(
+        (1.0 + g * math.sin(a) * ys).astype(np.float32), (g * math.cos(a) * xs).astype(np.float32)
     )
     if v["vignette"] > 0:
         cx, cy = v["vignette_center"]
-        dx = (np.arange(w, dtype=np.float32) - cx * w) / diag
-        dy = (np.arange(h, dtype=np.float32) - cy * h) / diag
-        field *= 1.0 - np.float32(2.0 * v["vignette"]) * (dy[:, None] ** 2 + dx[None, :] ** 2)
-    return field.astype(np.float32)
+        dx = (np.arange(w, dtype=np.float64) - cx * w) / diag
+        dy = (np.arange(h, dtype=np.float64) - cy * h) / diag
+        k = 2.0 * v["vignette"]
+        field *= np.add.outer((1.0 - k * dy * dy).astype(np.float32), (-k * dx * dx).astype(np.float32))
+    return field
+
+
+def _abs_max(a: np.ndarray) -> float:
+    """max |a| without an |a| temporary the size of the image."""
+    return max(float(a.max()), -float(a.min()))
 
 
 def noise_fields(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -135,19 +151,18 @@ def noise_fields(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Gener
     the tone were applied after the paper's whole procedure.
     """
     p4 = perlin(shape, v["lam4"], rng)
-    p4 *= np.float32(-4.0 / max(float(np.abs(p4).max()), 1e-6))
+    p4 *= np.float32(-4.0 / max(_abs_max(p4), 1e-6))
     np.exp(p4, out=p4)
     p4 += np.float32(1.0)
-    return np.float32(v["noise_weight"] * v["contrast"]) / p4
+    return np.divide(np.float32(v["noise_weight"] * v["contrast"]), p4, out=p4)
 
 
 def finish(img: np.ndarray, weight: np.ndarray, s2: float, rng: np.random.Generator) -> np.ndarray:
     """+ sigma(P4) X2 (X2 uniform in [-1, 1]), Gaussian s2, clip to [0, 1]."""
-    x2 = white_noise(img.shape, 1.0, rng)
-    x2 *= weight
-    img = img + x2
-    if s2 > 0:
-        img = blur(img, s2)
+    img_noisy = white_noise(img.shape, 1.0, rng)
+    img_noisy *= weight
+    img_noisy += img
+    img = blur(img_noisy, s2) if s2 > 0 else img_noisy
     np.clip(img, 0.0, 1.0, out=img)
     return img
 
@@ -290,33 +305,57 @@ def spline(support: np.ndarray, step: float = 0.5) -> np.ndarray:
     return resample(dense, step)
 
 
+def _tridiagonal(diag: np.ndarray, off: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve the symmetric tridiagonal system (Thomas algorithm) on Python floats: for the handful of
+    unknowns of a spline a dense solver's call overhead is far larger than the arithmetic."""
+    d = diag.tolist()
+    o = off.tolist()
+    r = rhs.tolist()
+    for i in range(1, len(d)):
+        f = o[i - 1] / d[i - 1]
+        d[i] -= f * o[i - 1]
+        r[i] = [a - f * b for a, b in zip(r[i], r[i - 1], strict=True)]
+    x = [[v / d[-1] for v in r[-1]]]
+    for i in range(len(d) - 2, -1, -1):
+        x.append([(a - o[i] * b) / d[i] for a, b in zip(r[i], x[-1], strict=True)])
+    return np.array(x[::-1])
+
+
 def natural_cubic(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Natural cubic spline through (x, y) (y may have several columns) evaluated at u.
 
     Same curve as ``scipy.interpolate.CubicSpline(x, y, bc_type="natural")`` without its per-call overhead,
-    which dominated for the few support points of a dislocation.
+    which dominated for the few support points of a dislocation: one small solve for the second
+    derivatives, then each segment's polynomial by Horner's rule.
     """
     n = len(x)
     h = np.diff(x)
     slope = np.diff(y, axis=0) / h[:, None]
     m = np.zeros_like(y, dtype=np.float64)
     if n > 2:
-        a = np.zeros((n - 2, n - 2))
-        i = np.arange(n - 2)
-        a[i, i] = 2.0 * (h[:-1] + h[1:])
-        a[i[1:], i[:-1]] = h[1:-1]
-        a[i[:-1], i[1:]] = h[1:-1]
-        m[1:-1] = np.linalg.solve(a, 6.0 * np.diff(slope, axis=0))
-    k = np.clip(np.searchsorted(x, u, side="right") - 1, 0, n - 2)
-    hk = h[k][:, None]
-    left = (x[k + 1] - u)[:, None]
-    right = (u - x[k])[:, None]
-    return (
-        m[k] * left**3 / (6.0 * hk)
-        + m[k + 1] * right**3 / (6.0 * hk)
-        + (y[k] / hk - m[k] * hk / 6.0) * left
-        + (y[k + 1] / hk - m[k + 1] * hk / 6.0) * right
+        m[1:-1] = _tridiagonal(2.0 * (h[:-1] + h[1:]), h[1:-1], 6.0 * np.diff(slope, axis=0))
+    # y_k + t (b_k + t (c_k + t d_k)) on segment k, t = u - x_k
+    coef = np.stack(
+        [
+            y[:-1],
+            slope - h[:, None] * (2.0 * m[:-1] + m[1:]) / 6.0,
+            0.5 * m[:-1],
+            (m[1:] - m[:-1]) / (6.0 * h[:, None]),
+        ],
+        axis=1,
     )
+    k = np.searchsorted(x, u, side="right")
+    k -= 1
+    np.clip(k, 0, n - 2, out=k)
+    c = coef[k]
+    t = (u - x[k])[:, None]
+    out = c[:, 3] * t
+    out += c[:, 2]
+    out *= t
+    out += c[:, 1]
+    out *= t
+    out += c[:, 0]
+    return out
 
 
 def clip_to_view(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
@@ -373,11 +412,11 @@ def sample_styles(
         js = st.pileup_style_jitter
         lines = []
         for _ in pu["lines"]:
-            th = float(np.clip(base_t * (1 + js * rng.uniform(-1, 1)), st.thickness[0], st.thickness[1]))
-            dk = float(np.clip(base_d * (1 + js * rng.uniform(-1, 1)), st.darkness[0], st.darkness[1]))
+            th = _clip(base_t * (1 + js * rng.uniform(-1, 1)), st.thickness)
+            dk = _clip(base_d * (1 + js * rng.uniform(-1, 1)), st.darkness)
             dk = max(dk, st.darkness_floor * texture_contrast)
-            fr = float(np.clip(base_f * (1 + js * rng.uniform(-1, 1)), st.fringe[0], st.fringe[1]))
-            mod = np.clip(1.0 + var * rng.uniform(-1, 1, size=6), 0.2, None)
+            fr = _clip(base_f * (1 + js * rng.uniform(-1, 1)), st.fringe)
+            mod = np.maximum(1.0 + var * rng.uniform(-1, 1, size=6), 0.2)
             lines.append(
                 {"thickness": th, "darkness": dk, "fringe": fr, "modulation": [float(m) for m in mod]}
             )
@@ -445,23 +484,32 @@ def sample_distractors(
         c = rng.uniform([0, 0], [w, h])
         radius = _u(rng, dc.tangle_radius)
         segs = []
+        cx, cy = float(c[0]), float(c[1])
         for _ in range(_i(rng, dc.tangle_lines)):
-            mid = c + rng.normal(0.0, radius / 2, size=2)
+            nx, ny = rng.normal(0.0, radius / 2, size=2).tolist()
+            mx, my = cx + nx, cy + ny
             ang = float(rng.uniform(0, np.pi))
             length = _u(rng, dc.tangle_length)
-            d = np.array([math.cos(ang), math.sin(ang)]) * length / 2
-            bow = np.array([-d[1], d[0]]) * float(rng.uniform(-0.6, 0.6))
-            pts = np.stack([mid - d, mid + bow, mid + d])
-            segs.append({"points": pts.round(3).tolist(), "darkness": _u(rng, dc.tangle_darkness)})
+            dx, dy = math.cos(ang) * length / 2, math.sin(ang) * length / 2
+            b = float(rng.uniform(-0.6, 0.6))
+            pts = [[mx - dx, my - dy], [mx + -dy * b, my + dx * b], [mx + dx, my + dy]]
+            segs.append(
+                {"points": [[round(v, 3) for v in p] for p in pts], "darkness": _u(rng, dc.tangle_darkness)}
+            )
         tangles.append({"thickness": _u(rng, dc.tangle_thickness), "segments": segs})
     return {"traces": tr, "boundaries": bd, "dots": dots, "tangles": tangles}
 
 
-def _bezier(p: np.ndarray, step: float = 0.5) -> np.ndarray:
-    """Quadratic Bezier curve with control points p (3, 2), sampled about every ``step`` px."""
-    n = max(math.ceil((np.hypot(*(p[1] - p[0])) + np.hypot(*(p[2] - p[1]))) / step), 2)
-    t = np.linspace(0.0, 1.0, n)[:, None]
-    return (1 - t) ** 2 * p[0] + 2 * t * (1 - t) * p[1] + t * t * p[2]
+def _beziers(ctrl: np.ndarray, step: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Quadratic Bezier curves with control points ``ctrl`` (n, 3, 2), each sampled about every ``step`` px
+    (at least twice), all in one array; also the index of the curve each point belongs to."""
+    legs = np.hypot(*np.diff(ctrl, axis=1).transpose(2, 0, 1)).sum(axis=1)
+    n = np.maximum(np.ceil(legs / step).astype(np.intp), 2)
+    seg = np.repeat(np.arange(len(ctrl)), n)
+    first = np.cumsum(n) - n
+    t = ((np.arange(n.sum()) - first[seg]) / (n - 1)[seg])[:, None]
+    p = ctrl[seg]
+    return (1 - t) ** 2 * p[:, 0] + 2 * t * (1 - t) * p[:, 1] + t * t * p[:, 2], seg
 
 
 def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, float] = (0.0, 0.0)) -> None:
@@ -497,10 +545,12 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
     for (cx, cy), rad, dark in zip(dots["centers"], dots["radii"], dots["darkness"], strict=True):
         draw_spot(img, cx + ox, cy + oy, rad, dark)
     for t in d.get("tangles", []):
-        curves = []
-        for seg in t["segments"]:
-            curves.append((_bezier(np.asarray(seg["points"]) + np.array([ox, oy])), seg["darkness"]))
-        draw_curves(img, curves, t["thickness"])
+        if not t["segments"]:
+            continue
+        ctrl = np.array([seg["points"] for seg in t["segments"]], dtype=np.float64) + np.array([ox, oy])
+        pts, owner = _beziers(ctrl)
+        dark = np.array([seg["darkness"] for seg in t["segments"]])[owner]
+        draw_curves(img, pts, dark, t["thickness"])
 
 
 # ---------------------------------------------------------------------------------------------- lines
@@ -531,19 +581,23 @@ def draw_lines(
             continue
         # Darkness modulation is indexed by position along the full curve, so clipping does not shift it.
         mod = np.asarray(style["modulation"])
-        if len(vis) != len(pts):
+        line = vis
+        if vis is not pts:  # cut at the border: even spacing again for the rasteriser
             full_s = np.linspace(0, 1, len(pts))
             near = np.argmin(np.hypot(*(pts[:, None, :] - vis[[0, -1]][None]).transpose(2, 0, 1)), axis=0)
             knots = np.linspace(0, 1, len(mod))
             sub = np.linspace(full_s[near[0]], full_s[near[1]], len(mod))
             mod = np.interp(sub, knots, mod)
+            line = resample(vis, 0.5)
         r = rasterize_line(
-            vis, shape, style["thickness"], style["fringe"], weights=mod, min_half_width=label_width / 2.0
+            line, shape, style["thickness"], style["fringe"], weights=mod, min_half_width=label_width / 2.0
         )
         if r is None or not r.mask.any():
             continue
         box = img[r.y0 : r.y0 + r.profile.shape[0], r.x0 : r.x0 + r.profile.shape[1]]
-        box *= 1.0 - np.float32(style["darkness"]) * r.profile
+        factor = r.profile * np.float32(-style["darkness"])
+        factor += np.float32(1.0)
+        box *= factor
         drawn.append(DrawnLine(points=vis, raster=r, key=key))
     return drawn
 
@@ -558,7 +612,8 @@ def truth(drawn: list[DrawnLine], shape: tuple[int, int]) -> tuple[np.ndarray, n
         r = d.raster
         sl = (slice(r.y0, r.y0 + r.mask.shape[0]), slice(r.x0, r.x0 + r.mask.shape[1]))
         masks[i][sl] = r.mask
-        win = r.mask & (r.profile > best[sl])
-        labels[sl][win] = i + 1
-        best[sl][win] = r.profile[win]
+        win = r.profile > best[sl]
+        win &= r.mask
+        np.copyto(labels[sl], np.uint8(i + 1), where=win)
+        np.copyto(best[sl], r.profile, where=win)
     return masks, labels
