@@ -9,6 +9,7 @@ the same scene with moving dislocation positions.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +108,17 @@ def perlin_texture(v: dict[str, Any], shape: tuple[int, int], rng: np.random.Gen
 
 
 def white_noise(shape: tuple[int, int], amplitude: float, rng: np.random.Generator) -> np.ndarray:
-    """Uniform white noise in [-amplitude, amplitude] (float32), drawn as bytes: 256 levels, 3x faster."""
-    u = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    """Uniform white noise in [-amplitude, amplitude] (float32), drawn as bytes: 256 levels, 3x faster.
+
+    The bytes are the raw 64-bit outputs of the generator, eight at a time, little-endian: for the
+    streams here the bytes ``rng.integers(0, 256, shape, dtype=np.uint8)`` gives (it splits the same
+    outputs into 32-bit halves, low byte first), at a third of its cost.
+    """
+    n = math.prod(shape)
+    raw = rng.bit_generator.random_raw(-(-n // 8))
+    if sys.byteorder != "little":
+        raw = raw.byteswap()
+    u = raw.view(np.uint8)[:n].reshape(shape)
     out = np.multiply(u, np.float32(2.0 * amplitude / 255.0), dtype=np.float32)
     out -= np.float32(amplitude)
     return out
@@ -294,14 +304,20 @@ def support_points(
 
 def spline(support: np.ndarray, step: float = 0.5) -> np.ndarray:
     """Cubic spline through the support points (chord-length parameter), sampled about every ``step`` px."""
-    seg = np.hypot(*np.diff(support, axis=0).T)
-    keep = np.concatenate([[True], seg > 1e-6])
-    support = support[keep]
+    d = support[1:] - support[:-1]
+    seg = np.hypot(d[:, 0], d[:, 1])
+    if not np.all(seg > 1e-6):
+        support = support[np.concatenate([[True], seg > 1e-6])]
+        d = support[1:] - support[:-1]
+        seg = np.hypot(d[:, 0], d[:, 1])
     if len(support) < 3:
         return resample(support, step) if len(support) > 1 else support
-    tau = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(support, axis=0).T))])
+    tau = np.zeros(len(support))
+    np.cumsum(seg, out=tau[1:])
     n = max(math.ceil(1.3 * tau[-1] / 2.0), 8)  # every ~2 px: chords then deviate < 0.05 px from the curve
-    dense = natural_cubic(tau, support, np.linspace(0.0, tau[-1], n))
+    u = np.arange(n) * (tau[-1] / (n - 1))
+    u[-1] = tau[-1]
+    dense = natural_cubic(tau, support, u)
     return resample(dense, step)
 
 
@@ -329,24 +345,21 @@ def natural_cubic(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> np.ndarray:
     derivatives, then each segment's polynomial by Horner's rule.
     """
     n = len(x)
-    h = np.diff(x)
-    slope = np.diff(y, axis=0) / h[:, None]
+    h = x[1:] - x[:-1]
+    slope = (y[1:] - y[:-1]) / h[:, None]
     m = np.zeros_like(y, dtype=np.float64)
     if n > 2:
-        m[1:-1] = _tridiagonal(2.0 * (h[:-1] + h[1:]), h[1:-1], 6.0 * np.diff(slope, axis=0))
+        m[1:-1] = _tridiagonal(2.0 * (h[:-1] + h[1:]), h[1:-1], 6.0 * (slope[1:] - slope[:-1]))
     # y_k + t (b_k + t (c_k + t d_k)) on segment k, t = u - x_k
-    coef = np.stack(
-        [
-            y[:-1],
-            slope - h[:, None] * (2.0 * m[:-1] + m[1:]) / 6.0,
-            0.5 * m[:-1],
-            (m[1:] - m[:-1]) / (6.0 * h[:, None]),
-        ],
-        axis=1,
-    )
+    coef = np.empty((n - 1, 4, *y.shape[1:]))
+    coef[:, 0] = y[:-1]
+    coef[:, 1] = slope - h[:, None] * (2.0 * m[:-1] + m[1:]) / 6.0
+    coef[:, 2] = 0.5 * m[:-1]
+    coef[:, 3] = (m[1:] - m[:-1]) / (6.0 * h[:, None])
     k = np.searchsorted(x, u, side="right")
     k -= 1
-    np.clip(k, 0, n - 2, out=k)
+    np.minimum(k, n - 2, out=k)
+    np.maximum(k, 0, out=k)
     c = coef[k]
     t = (u - x[k])[:, None]
     out = c[:, 3] * t
@@ -363,9 +376,9 @@ def clip_to_view(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray | Non
     h, w = shape
     lo = np.array([0.0, 0.0])
     hi = np.array([w - 1.0, h - 1.0])
-    inside = np.all((points >= lo) & (points <= hi), axis=1)
-    if inside.all():
+    if np.all(points.min(axis=0) >= lo) and np.all(points.max(axis=0) <= hi):
         return points
+    inside = np.all((points >= lo) & (points <= hi), axis=1)
     if not inside.any():
         return None
     idx = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
