@@ -6,6 +6,7 @@ import itertools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,19 @@ def texture(
     return perlin_texture(v, shape, rngs["background"])
 
 
+@lru_cache(maxsize=16)
+def _config_json(cfg: SynthConfig) -> str:
+    return json.dumps(cfg.to_dict())
+
+
+def config_dict(cfg: SynthConfig) -> dict[str, Any]:
+    """``cfg.to_dict()``, a fresh copy per call: the config of a stream is converted once, not per sample."""
+    try:
+        return json.loads(_config_json(cfg))
+    except TypeError:  # a config holding an unhashable value: no cache
+        return cfg.to_dict()
+
+
 def render(cfg: SynthConfig, seed: int | list[int], size: tuple[int, int]) -> SynthSample:
     """The sample that ``cfg``, ``seed`` and ``size`` determine."""
     shape = check_size(size)
@@ -145,7 +159,7 @@ def render(cfg: SynthConfig, seed: int | list[int], size: tuple[int, int]) -> Sy
         "preset": cfg.name,
         "seed": seed,
         "size": list(shape),
-        "config": cfg.to_dict(),
+        "config": config_dict(cfg),
         "n_lines": len(drawn),
         "sampled": {
             "background": bgv,

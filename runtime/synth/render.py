@@ -251,23 +251,26 @@ def band_pixels(
     index repeats.
     """
     h, w = shape
-    d = d / np.hypot(*d)
-    nrm = (-d[1], d[0])
-    r = int(np.ceil(radius)) + 1
+    norm = math.hypot(d[0], d[1])
+    dx, dy = d[0] / norm, d[1] / norm
+    r = math.ceil(radius) + 1
     offs = np.arange(-r, r + 2)
-    steep = abs(d[1]) >= abs(d[0])
-    if steep:  # walk rows: u is the row, v the column
-        n_u, n_v, pu, pv, nu, nv, slope = h, w, p[1], p[0], nrm[1], nrm[0], d[0] / d[1]
+    steep = abs(dy) >= abs(dx)
+    if steep:  # walk rows: u is the row, v the column; the normal is (-dy, dx)
+        n_u, n_v, pu, pv, nu, nv, slope = h, w, p[1], p[0], dx, -dy, dx / dy
     else:
-        n_u, n_v, pu, pv, nu, nv, slope = w, h, p[0], p[1], nrm[0], nrm[1], d[1] / d[0]
-    us = np.arange(n_u)
-    v0 = np.clip(np.floor(pv + (us - pu) * slope), r - pad, n_v + pad - r - 2)
-    dist = ((v0 - pv) * nv + (us - pu) * nu).astype(np.float32)[:, None] + (offs * nv).astype(np.float32)
+        n_u, n_v, pu, pv, nu, nv, slope = w, h, p[0], p[1], -dy, dx, dy / dx
+    du = np.arange(n_u) - pu
+    v0 = np.floor(du * slope + pv)
+    np.clip(v0, r - pad, n_v + pad - r - 2, out=v0)
+    base_dist = (v0 - pv) * nv
+    base_dist += du * nu
+    dist = base_dist.astype(np.float32)[:, None] + (offs * nv).astype(np.float32)
     wp = w + 2 * pad
     v0 = v0.astype(np.intp) + pad
-    base = (us + pad) * wp + v0 if steep else v0 * wp + us + pad
-    step = 1 if steep else wp
-    return base[:, None] + offs * step, dist
+    us = np.arange(pad, n_u + pad)
+    base = us * wp + v0 if steep else v0 * wp + us
+    return base[:, None] + offs * (1 if steep else wp), dist
 
 
 def draw_bands(img: np.ndarray, bands: list[tuple[np.ndarray, np.ndarray, callable, float]]) -> None:

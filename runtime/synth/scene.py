@@ -525,6 +525,15 @@ def _beziers(ctrl: np.ndarray, step: float = 0.5) -> tuple[np.ndarray, np.ndarra
     return (1 - t) ** 2 * p[:, 0] + 2 * t * (1 - t) * p[:, 1] + t * t * p[:, 2], seg
 
 
+def _gauss(x: np.ndarray, c: float, sig: float) -> np.ndarray:
+    """c exp(-x^2 / (2 sig^2)) in float32 with one temporary."""
+    out = np.multiply(x, x, dtype=np.float32)
+    out *= np.float32(-0.5 / sig**2)
+    np.exp(out, out=out)
+    out *= np.float32(c)
+    return out
+
+
 def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, float] = (0.0, 0.0)) -> None:
     h, w = img.shape
     ox, oy = offset
@@ -532,9 +541,11 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
         nx, ny = b["normal"]
         xs = (np.arange(w, dtype=np.float32) - np.float32(b["point"][0] + ox)) * np.float32(nx)
         ys = (np.arange(h, dtype=np.float32) - np.float32(b["point"][1] + oy)) * np.float32(ny)
-        dist = ys[:, None] + xs[None, :]
-        dist *= np.float32(1.0 / b["softness"])
-        img *= 1.0 + np.float32(b["step"]) * (0.5 + 0.5 * np.tanh(dist))
+        dist = np.add.outer(ys * np.float32(1.0 / b["softness"]), xs * np.float32(1.0 / b["softness"]))
+        np.tanh(dist, out=dist)  # 1 + step (0.5 + 0.5 tanh), in place
+        dist *= np.float32(0.5 * b["step"])
+        dist += np.float32(1.0 + 0.5 * b["step"])
+        img *= dist
     bands = []
     for t in d["traces"]:
         sig = t["width"] / 2.3548
@@ -542,14 +553,11 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
         if gap > 0:
 
             def prof(x: np.ndarray, c: float = c, gap: float = gap, sig: float = sig) -> np.ndarray:
-                k = np.float32(-0.5 / sig**2)
-                return np.float32(c) * (
-                    np.exp(k * (x - np.float32(gap / 2)) ** 2) + np.exp(k * (x + np.float32(gap / 2)) ** 2)
-                )
+                return _gauss(x - np.float32(gap / 2), c, sig) + _gauss(x + np.float32(gap / 2), c, sig)
         else:
 
             def prof(x: np.ndarray, c: float = c, sig: float = sig) -> np.ndarray:
-                return np.float32(c) * np.exp(np.float32(-0.5 / sig**2) * x * x)
+                return _gauss(x, c, sig)
 
         p = np.asarray(t["point"]) + np.array([ox, oy])
         bands.append((p, np.asarray(t["dir"]), prof, 2.5 * sig + gap / 2 + 0.5))
