@@ -141,16 +141,20 @@ def render(cfg: SynthConfig, seed: int | list[int], size: tuple[int, int]) -> Sy
     img = finish(img, noise_fields(bgv, shape, rngs["noise"]), bgv["s2"], rngs["noise"])
     masks, labels = truth(drawn, shape)
     lines = tuple(resample(d.points, 1.0) for d in drawn)
+    trace_pairs = {}  # (trace A, trace B) as [x, y, dx, dy] lists, once per pile-up
+    for p in sorted({d.key[0] for d in drawn}):
+        (pa, ta), (pb, tb) = traces(pileups[p])
+        trace_pairs[p] = ([*pa.tolist(), *ta.tolist()], [*pb.tolist(), *tb.tolist()])
     line_info = []
     for d in drawn:
-        (pa, ta), (pb, tb) = traces(pileups[d.key[0]])
+        p, j = d.key
         line_info.append(
             {
-                "pileup": d.key[0],
-                "index": d.key[1],
-                **styles[d.key[0]][d.key[1]],
-                "trace_a": [*pa.tolist(), *ta.tolist()],
-                "trace_b": [*pb.tolist(), *tb.tolist()],
+                "pileup": p,
+                "index": j,
+                **styles[p][j],
+                "trace_a": list(trace_pairs[p][0]),
+                "trace_b": list(trace_pairs[p][1]),
             }
         )
     params = {

@@ -181,7 +181,7 @@ def rasterize_line(
     ``points`` lie about half a pixel apart (as `resample` with step 0.5 and the scene's splines give them),
     so they can be splatted as they are.
 
-    ``weights`` (one per point of the half-pixel resampling, mean about 1) modulate darkness along the line.
+    ``weights`` (a few values spread evenly along the line, mean about 1) modulate darkness along it.
     The mask holds the pixels within max(thickness / 2, ``min_half_width``) px of the line.
     """
     h_img, w_img = shape
