@@ -30,6 +30,9 @@ class InferenceConfig:
 
     device: str = "auto"
     threads: int = 0
+    # intra-op threads busy-waiting between operators steal the cores that decoding, line
+    # extraction and tracking need while the CPU also runs the model (scripts/bench_runtime.py)
+    spin: bool = False
     trt_cache_dir: Path | None = None  # TensorRT engine cache; None: rebuild engines every run
 
 
@@ -89,6 +92,7 @@ class Predictor:
         requested = select_providers(self.config.device, ort.get_available_providers())
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spin else "0")
         options.log_severity_level = 3
         providers = [(p, _provider_options(p, self.config)) for p in requested]
         try:
