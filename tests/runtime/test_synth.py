@@ -19,7 +19,8 @@ from dislotrack.runtime.synth import (
     regenerate,
 )
 from dislotrack.runtime.synth.perlin import perlin
-from dislotrack.runtime.synth.scene import clip_to_view
+from dislotrack.runtime.synth.render import blur, draw_bands, near_points, resample
+from dislotrack.runtime.synth.scene import clip_to_view, natural_cubic, white_noise
 
 SIZE = (160, 192)
 SEEDS = range(12)
@@ -256,3 +257,70 @@ def test_distractors_change_the_image_but_never_the_labels() -> None:
     tangled = generate("m2", seed=5, size=SIZE, tangles=(2, 2), bend=0.0)
     segs = [seg for t in tangled.params["sampled"]["distractors"]["tangles"] for seg in t["segments"]]
     assert len(segs) >= 16
+
+
+# ------------------------------------------------ fast drawing primitives against plain references
+
+
+def test_white_noise_is_the_byte_stream_of_integers() -> None:
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    a.uniform(size=5)
+    b.uniform(size=5)
+    noise = white_noise((24, 40), 1.0, a)
+    ref = b.integers(0, 256, size=(24, 40), dtype=np.uint8)
+    np.testing.assert_allclose(noise, ref * np.float32(2.0 / 255.0) - 1.0, atol=1e-6)
+    assert noise.dtype == np.float32 and a.random() == b.random()  # the streams go on in step
+
+
+def test_natural_cubic_matches_scipy() -> None:
+    from scipy.interpolate import CubicSpline
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 7):
+        x = np.concatenate([[0.0], np.cumsum(rng.uniform(5, 40, n - 1))])
+        y = rng.normal(size=(n, 2)) * 30
+        u = np.linspace(0, x[-1], 101)
+        np.testing.assert_allclose(natural_cubic(x, y, u), CubicSpline(x, y, bc_type="natural")(u), atol=1e-9)
+
+
+def test_near_points_is_the_band_around_the_polyline() -> None:
+    t = np.linspace(0, 1, 200)
+    line = resample(np.column_stack([10 + 50 * t, 12 + 30 * t + 15 * np.sin(5 * t)]), 0.5)
+    origin, shape = (4, 3), (60, 70)
+    mask = near_points(line, 1.5, origin, shape)
+    yy, xx = np.mgrid[origin[0] : origin[0] + shape[0], origin[1] : origin[1] + shape[1]]
+    dense = resample(line, 0.02)
+    dist = np.full(shape, np.inf)
+    for x, y in dense:
+        np.minimum(dist, np.hypot(xx - x, yy - y), out=dist)
+    assert np.all(mask[dist <= 1.4]) and not np.any(mask[dist > 1.5])
+
+
+def test_draw_bands_matches_a_per_row_reference() -> None:
+    shape = (40, 50)
+    bands = [
+        (np.array([20.0, -5.0]), np.array([0.3, 1.0]), lambda x: 0.2 * np.exp(-0.5 * x * x), 3.0),
+        (np.array([-3.0, 30.0]), np.array([1.0, -0.2]), lambda x: -0.1 * np.exp(-x * x / 8), 5.2),
+        (np.array([70.0, 10.0]), np.array([1.0, 1.0]), lambda x: 0.3 * np.exp(-x * x), 2.0),
+    ]
+    img = np.ones(shape, dtype=np.float32)
+    draw_bands(img, bands)
+    ref = np.ones(shape)
+    for p, d, prof, radius in bands:
+        d = d / np.hypot(*d)
+        r = int(np.ceil(radius)) + 1
+        steep = abs(d[1]) >= abs(d[0])
+        for u in range(shape[0] if steep else shape[1]):
+            c = p[0] + (u - p[1]) * d[0] / d[1] if steep else p[1] + (u - p[0]) * d[1] / d[0]
+            for v in range(int(np.floor(c)) - r, int(np.floor(c)) + r + 2):
+                y, x = (u, v) if steep else (v, u)
+                if 0 <= y < shape[0] and 0 <= x < shape[1]:
+                    ref[y, x] += prof(np.float32((x - p[0]) * -d[1] + (y - p[1]) * d[0]))
+    np.testing.assert_allclose(img, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.6, 1.0, 2.7])
+def test_blur_matches_scipy(sigma: float) -> None:
+    a = np.random.default_rng(1).random((70, 90)).astype(np.float32)
+    ref = ndimage.gaussian_filter(a.astype(np.float64), sigma, mode="reflect", truncate=2.0)
+    np.testing.assert_allclose(blur(a, sigma), ref, atol=2e-6)
