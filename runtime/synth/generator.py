@@ -35,7 +35,7 @@ from dislotrack.runtime.synth.scene import (
 )
 
 FORMAT = "dislotrack-synth"
-VERSION = 2  # bumped whenever the same record would render differently
+VERSION = 3  # bumped whenever the same record would render differently
 
 
 @dataclass(frozen=True)
