@@ -91,50 +91,76 @@ def _candidate(prob: np.ndarray, part: np.ndarray, dy: int, dx: int, channel: in
     return Candidate(part, dy, dx, int(np.count_nonzero(part)), float(p[part].mean()), channel, connected)
 
 
-def mask_candidates(prob: np.ndarray, mask: np.ndarray, channel: int, config: LineConfig) -> list[Candidate]:
-    """Split one thresholded mask (already cropped to its bounding box) into line candidates.
+def mask_candidates(
+    prob: np.ndarray, mask: np.ndarray, part: np.ndarray, channel: int, config: LineConfig
+) -> list[Candidate]:
+    """Split one thresholded mask (cropped to its bounding box) into line candidates; ``part`` is
+    the id of the 8-connected part each of its pixels belongs to, in raster order (ids may be
+    shared with other masks' parts, but not the parts themselves).
 
     Pieces closer than the gap are one line with a break; pieces farther apart are separate lines
     that one mask happened to hold; pieces below ``min_pixels`` are noise.
     """
-    raw, n_raw = ndimage.label(mask, structure=_EIGHT)
-    if n_raw == 1:
-        return [_candidate(prob, mask, 0, 0, channel, True)]
     labels, n = _pieces(mask, config.gap_px)
-    on = np.flatnonzero(mask)  # statistics over the mask's pixels only, not its whole box
-    piece = labels.ravel()[on]
+    piece = labels[mask]  # statistics over the mask's pixels only, not its whole box
     sizes = np.bincount(piece, minlength=n + 1)
-    # 8-connected parts per gapped piece (each part lies in exactly one gapped piece)
-    piece_of = np.zeros(n_raw + 1, dtype=np.int64)
-    piece_of[raw.ravel()[on]] = piece
-    n_sub = np.bincount(piece_of[1:], minlength=n + 1)
+    # 8-connected parts per gapped piece (each part lies in exactly one gapped piece; ids not in
+    # this mask stay in bin 0, the background's)
+    piece_of = np.zeros(int(part.max()) + 1, dtype=np.int64)
+    piece_of[part] = piece
+    n_sub = np.bincount(piece_of, minlength=n + 1)
     out = []
     for k, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None or sizes[k] < config.min_pixels:
             continue
-        part = labels[box] == k  # only this piece's bounding box, never the whole crop per piece
-        out.append(_candidate(prob, part, box[0].start, box[1].start, channel, n_sub[k] == 1))
+        sub = labels[box] == k  # only this piece's bounding box, never the whole crop per piece
+        out.append(_candidate(prob, sub, box[0].start, box[1].start, channel, n_sub[k] == 1))
     return out
 
 
 def find_candidates(probs: np.ndarray, threshold: float, config: LineConfig) -> list[Candidate]:
     """All line candidates of a frame's (N, H, W) probabilities, in frame coordinates.
 
-    One vectorised threshold and row reduction over the whole stack; everything else per mask works
-    on the band of rows it occupies and then on its bounding box.
+    One vectorised threshold and row reduction over the whole stack; then each mask works on the
+    band of rows it occupies and on its bounding box. The 8-connected parts of all masks are
+    labelled in one call on a packed canvas (boxes one zero pixel apart cannot connect): most masks
+    hold one part, and then nothing else needs labelling.
     """
     masks = probs > threshold
     rows_any = masks.any(axis=2)
-    out = []
+    boxes = []
     for c in np.flatnonzero(rows_any.any(axis=1)):
         rows = np.flatnonzero(rows_any[c])
         y0, y1 = int(rows[0]), int(rows[-1]) + 1
         cols = np.flatnonzero(masks[c, y0:y1].any(axis=0))
         x0, x1 = int(cols[0]), int(cols[-1]) + 1
         crop = masks[c, y0:y1, x0:x1]
-        if np.count_nonzero(crop) < config.min_pixels:
+        n = int(np.count_nonzero(crop))
+        if n >= config.min_pixels:
+            boxes.append((int(c), y0, x0, crop, n))
+    if not boxes:
+        return []
+    origins, size = pack([b[3].shape for b in boxes], max(_PACK_WIDTH, *(b[3].shape[1] for b in boxes)))
+    canvas = np.zeros(size, dtype=bool)
+    for (_, _, _, crop, _), (y, x) in zip(boxes, origins, strict=True):
+        canvas[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
+    parts, n_parts = ndimage.label(canvas, structure=_EIGHT)
+    ids = [
+        parts[y : y + b[3].shape[0], x : x + b[3].shape[1]][b[3]]
+        for b, (y, x) in zip(boxes, origins, strict=True)
+    ]
+    owner = np.zeros(n_parts + 1, dtype=np.int64)
+    for k, part in enumerate(ids):
+        owner[part] = k
+    per_box = np.bincount(owner[1:], minlength=len(boxes))
+    out = []
+    for k, (c, y0, x0, crop, n) in enumerate(boxes):
+        h, w = crop.shape
+        prob = probs[c, y0 : y0 + h, x0 : x0 + w]
+        if per_box[k] == 1:
+            out.append(Candidate(crop, y0, x0, n, float(prob[crop].mean()), c, True))
             continue
-        for cand in mask_candidates(probs[c, y0:y1, x0:x1], crop, int(c), config):
+        for cand in mask_candidates(prob, crop, ids[k], c, config):
             out.append(shift_candidate(cand, y0, x0))
     return out
 
