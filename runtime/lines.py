@@ -331,7 +331,7 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
     shapes = [w.shape for w in works]
     origins, size = pack(shapes, max(_PACK_WIDTH, *(w for _, w in shapes)))
     canvas = np.zeros(size, dtype=bool)
-    owner = np.full(size, -1, dtype=np.int64)
+    owner = np.empty(size, dtype=np.int32)  # only read under skeleton pixels, all inside boxes
     for k, (work, (y, x)) in enumerate(zip(works, origins, strict=True)):
         canvas[y : y + work.shape[0], x : x + work.shape[1]] = work
         owner[y : y + work.shape[0], x : x + work.shape[1]] = k
@@ -341,8 +341,13 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
     nodes_of = np.split(np.argsort(of, kind="stable"), np.cumsum(np.bincount(of, minlength=len(works)))[:-1])
     branched = np.bincount(of[degree > 2], minlength=len(works))
     n_ends = np.bincount(of[degree == 1], minlength=len(works))
-    two = -np.sort(-table, axis=1)[:, :2]  # each node's (up to) two neighbours first, -1 after
-    first, second = two[:, 0].tolist(), two[:, 1].tolist()
+    # a walked node has one or two neighbours: the larger index, and the other from the row sum
+    # (its six or seven -1 entries added back)
+    first = table.max(axis=1)
+    second = np.where(degree == 2, table.sum(axis=1) + (8 - degree) - first, -1)
+    first, second = first.tolist(), second.tolist()
+    shift = np.array([(y + 1 + b, x + 1 + b) for (y, x), b in zip(origins, bridges, strict=True)])
+    rc = (np.stack([ys, xs], axis=1) - shift[of]).astype(np.float64)
     out = []
     for k, nodes in enumerate(nodes_of):
         if nodes.size >= 2 and branched[k] == 0 and n_ends[k] == 2:
@@ -354,9 +359,7 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
             sub = table[nodes]
             sub = np.where(sub >= 0, local[sub], -1)
             nodes = nodes[_graph_longest_path(ys[nodes], xs[nodes], sub)]
-        y, x = origins[k]
-        pad = 1 + bridges[k]
-        out.append(np.stack([ys[nodes] - y, xs[nodes] - x], axis=1).astype(np.float64) - pad)
+        out.append(rc[nodes])
     return out
 
 
@@ -446,7 +449,7 @@ def candidate_paths(cands: Sequence[Candidate], config: LineConfig) -> list[np.n
     out: list[np.ndarray | None] = []
     for c in cands:
         rc = next(rcs) if line_like(c, config.max_width_px) else np.empty((0, 2))
-        out.append(np.stack([rc[:, 1] + c.x0, rc[:, 0] + c.y0], axis=1) if len(rc) >= 2 else None)
+        out.append(rc[:, ::-1] + (c.x0, c.y0) if len(rc) >= 2 else None)
     return out
 
 
