@@ -324,19 +324,19 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
     """
     if not masks:
         return []
-    works = []
+    works = []  # (array, zero border still to add): masks go onto the canvas as they are
     for mask, bridge in zip(masks, bridges, strict=True):
-        work = _pad(mask, 1 + bridge)
         if bridge > 0:
-            work = ndimage.binary_closing(work, structure=_EIGHT, iterations=bridge)
-        works.append(work)
-    shapes = [w.shape for w in works]
+            works.append((ndimage.binary_closing(_pad(mask, 1 + bridge), _EIGHT, iterations=bridge), 0))
+        else:
+            works.append((mask, 1))
+    shapes = [(a.shape[0] + 2 * b, a.shape[1] + 2 * b) for a, b in works]
     origins, size = pack(shapes, max(_PACK_WIDTH, *(w for _, w in shapes)))
     canvas = np.zeros(size, dtype=bool)
     owner = np.empty(size, dtype=np.int32)  # only read under skeleton pixels, all inside boxes
-    for k, (work, (y, x)) in enumerate(zip(works, origins, strict=True)):
-        canvas[y : y + work.shape[0], x : x + work.shape[1]] = work
-        owner[y : y + work.shape[0], x : x + work.shape[1]] = k
+    for k, ((a, b), (h, w), (y, x)) in enumerate(zip(works, shapes, origins, strict=True)):
+        canvas[y + b : y + b + a.shape[0], x + b : x + b + a.shape[1]] = a
+        owner[y : y + h, x : x + w] = k
     ys, xs, table = neighbour_table(skeletonize(canvas, method="lee").astype(bool))
     of = owner[ys, xs]  # nodes of each crop, in its raster order (the canvas's order within a box)
     degree = np.count_nonzero(table >= 0, axis=1)
