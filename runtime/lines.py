@@ -7,6 +7,9 @@ natural cubic spline through them; length and curvature.
 
 Everything after the one vectorised threshold works on each mask's bounding box, never on the full
 frame, because a frame has N = 20 masks and the budget is a few milliseconds per frame on one core.
+For the same reason the per-candidate steps that cost more in calls than in pixels (labelling,
+thinning, smoothing, the spline solve, the fragment test) run once per frame over all candidates,
+arranged so that each candidate's result is exactly what it would be alone.
 """
 
 from __future__ import annotations
