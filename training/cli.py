@@ -7,6 +7,7 @@ on a runtime-only install and says which extra is missing when one of these comm
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -194,15 +195,17 @@ def _run_train(args: argparse.Namespace) -> int:
         max_masks=args.n_masks,
         augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
     )
+    config = _loop_config(args, data, model)
     init = None
     if args.init:
-        from dislotrack.training.export import load_weights
+        from dislotrack.training.export import init_record, load_weights
 
         weights = load_weights(args.init)
         if weights.model != model:
             raise ValueError(f"--init {args.init} is a {weights.model}, the options ask for a {model}")
         init = weights.state
-    out = train(_loop_config(args, data, model), resume=args.resume, init_weights=init)
+        config = dataclasses.replace(config, init=init_record(args.init, weights))
+    out = train(config, resume=args.resume, init_weights=init)
     print(f"run folder: {out} (best.pt, last.pt, history.csv, history.png)")
     return 0
 

@@ -69,11 +69,7 @@ def code_version() -> str:
 def load_weights(path: str | Path) -> Weights:
     """Weights from a training checkpoint (``.pt``), a run folder (its ``best.pt``), a ``.safetensors``
     file, or an ``.onnx`` file with its ``.safetensors`` sibling (how users fine-tune a shipped model)."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "best.pt"
-    if path.suffix == ".onnx":
-        path = path.with_suffix(".safetensors")
+    path = weights_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model weights not found: {path}")
     if path.suffix == ".safetensors":
@@ -258,7 +254,26 @@ def training_card(weights: Weights) -> dict:
             "bf16": train.get("bf16", False),
             "wall_time_s": round(float(state.get("wall_s", 0))),
             "hardware": state.get("hardware") or hardware(),
+            **({"initialised_from": train["init"]} if train.get("init") else {}),
         }
+    }
+
+
+def weights_path(path: str | Path) -> Path:
+    """The file ``load_weights`` reads for ``path`` (a run folder's best.pt, an .onnx file's .safetensors)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return path / "best.pt"
+    return path.with_suffix(".safetensors") if path.suffix == ".onnx" else path
+
+
+def init_record(path: str | Path, weights: Weights) -> dict:
+    """Provenance of the weights a run starts from, kept in its config and the exported card."""
+    file = weights_path(path)
+    return {
+        "file": file.name,
+        "sha256": sha256_file(file),
+        **training_card(weights),
     }
 
 

@@ -67,6 +67,7 @@ class TrainConfig:
     workers: int = 1
     max_minutes: float = 0.0
     out_dir: str = "runs/train"
+    init: dict | None = None  # the weights training started from (file, sha256, their training), if any
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))

@@ -118,3 +118,29 @@ def test_fp16_export_keeps_float32_io(tiny_run, tmp_path):
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+
+
+def test_training_from_trained_weights_keeps_their_provenance(tiny_run, tiny_model, tmp_path):
+    from dislotrack.training.export import init_record, load_weights, sha256_file, ship
+    from dislotrack.training.train import TrainConfig, load_checkpoint, train
+
+    start = load_weights(tiny_model)
+    config = TrainConfig.from_dict(json.loads((tiny_run / "config.json").read_text()))
+    config = TrainConfig.from_dict(
+        {**config.to_dict(), "out_dir": str(tmp_path / "run"), "init": init_record(tiny_model, start)}
+    )
+    run = train(config, init_weights=start.state)
+    assert load_checkpoint(run / "last.pt")["state"]["step"] == 2
+    card = ship(load_weights(run), tmp_path / "models", "again", default=False)
+    origin = card["training"]["initialised_from"]
+    assert origin["file"] == "tiny.safetensors"
+    assert origin["sha256"] == sha256_file(tiny_model.with_suffix(".safetensors"))
+    assert origin["training"]["steps"] == 2
+
+
+def test_init_weights_of_another_architecture_is_a_one_line_error(tiny_model, tmp_path, capsys):
+    from dislotrack.cli.main import main
+
+    assert main(["train", "--init", str(tiny_model), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--init" in err and "\n" not in err
