@@ -21,10 +21,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.linalg.lapack import dgtsv
 from scipy.sparse import coo_matrix, csr_matrix
-from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.sparse.csgraph import breadth_first_order, connected_components, dijkstra
 from skimage.morphology import skeletonize
 
-from dislotrack.runtime.geometry import arclength, equally_spaced
 from dislotrack.runtime.results import N_POINTS, Line
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -263,19 +262,6 @@ def neighbour_table(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return ys, xs, index[flat[:, None] + steps[None, :]]
 
 
-def _walk(first: list[int], second: list[int], start: int) -> list[int]:
-    """Order the pixels of a simple path (every pixel has at most two neighbours) from one end;
-    ``first`` and ``second`` hold each pixel's (up to) two neighbours, -1 for none."""
-    path, prev, cur = [start], -1, start
-    for _ in range(len(first)):
-        nxt = first[cur] if first[cur] != prev else second[cur]
-        if nxt < 0:
-            break
-        prev, cur = cur, nxt
-        path.append(cur)
-    return path
-
-
 def skeleton_graph(ys: np.ndarray, xs: np.ndarray, table: np.ndarray) -> csr_matrix:
     """The skeleton's pixel graph (both directions), steps of 1 px and diagonal steps of √2 px."""
     k = ys.size
@@ -342,25 +328,25 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
         owner[y : y + h, x : x + w] = k
     ys, xs, table = neighbour_table(skeletonize(canvas, method="lee").astype(bool))
     of = owner[ys, xs]  # nodes of each crop, in its raster order (the canvas's order within a box)
-    degree = np.count_nonzero(table >= 0, axis=1)
-    nodes_of = np.split(np.argsort(of, kind="stable"), np.cumsum(np.bincount(of, minlength=len(works)))[:-1])
+    linked = table >= 0
+    degree = np.count_nonzero(linked, axis=1)
+    n_nodes = np.bincount(of, minlength=len(works))
     branched = np.bincount(of[degree > 2], minlength=len(works))
-    n_ends = np.bincount(of[degree == 1], minlength=len(works))
-    # a walked node has one or two neighbours: the larger index, and the other from the row sum
-    # (its six or seven -1 entries added back)
-    first = table.max(axis=1)
-    second = np.where(degree == 2, table.sum(axis=1) + (8 - degree) - first, -1)
-    first, second = first.tolist(), second.tolist()
+    ends = np.flatnonzero(degree == 1)
+    walked = (n_nodes >= 2) & (branched == 0) & (np.bincount(of[ends], minlength=len(works)) == 2)
     shift = np.array([(y + 1 + b, x + 1 + b) for (y, x), b in zip(origins, bridges, strict=True)])
     rc = (np.stack([ys, xs], axis=1) - shift[of]).astype(np.float64)
+    walks = _walk_all(table[linked], degree, of, ends[walked[of[ends]]], len(works))
+    by_crop = np.argsort(of, kind="stable")
+    first = np.cumsum(n_nodes) - n_nodes
     out = []
-    for k, nodes in enumerate(nodes_of):
-        if nodes.size >= 2 and branched[k] == 0 and n_ends[k] == 2:
-            start = int(nodes[degree[nodes] == 1][0])
-            nodes = np.asarray(_walk(first, second, start), dtype=np.int64)
-        elif nodes.size >= 2:
+    for k, (walk, n, f) in enumerate(zip(walks, n_nodes.tolist(), first.tolist(), strict=True)):
+        nodes = by_crop[f : f + n]
+        if walked[k]:
+            nodes = walk
+        elif n >= 2:
             local = np.full(ys.size, -1, dtype=np.int64)
-            local[nodes] = np.arange(nodes.size)
+            local[nodes] = np.arange(n)
             sub = table[nodes]
             sub = np.where(sub >= 0, local[sub], -1)
             nodes = nodes[_graph_longest_path(ys[nodes], xs[nodes], sub)]
@@ -368,9 +354,36 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
     return out
 
 
+def _walk_all(
+    neighbours: np.ndarray, degree: np.ndarray, of: np.ndarray, ends: np.ndarray, n: int
+) -> list[np.ndarray]:
+    """Nodes of the simple paths starting at ``ends`` (each crop's first end, in raster order), in
+    path order, per crop (empty where no path starts). One breadth-first search from a node
+    linked to every start: along a simple path it meets the nodes in path order. ``neighbours``:
+    each node's neighbour indices, node after node."""
+    k = degree.size
+    srt = np.argsort(of[ends], kind="stable")  # the first end of each crop starts its walk
+    crop = of[ends][srt]
+    starts = ends[srt][np.r_[True, crop[1:] != crop[:-1]]] if ends.size else ends
+    indptr = np.concatenate([[0], np.cumsum(degree), [degree.sum() + starts.size]])
+    graph = csr_matrix(
+        (np.ones(indptr[-1]), np.concatenate([neighbours, starts]), indptr), shape=(k + 1, k + 1)
+    )
+    order = breadth_first_order(graph, k, directed=True, return_predecessors=False)[1:]
+    grouped = order[np.argsort(of[order], kind="stable")]
+    return np.split(grouped, np.cumsum(np.bincount(of[order], minlength=n))[:-1])
+
+
 def skeleton_path(mask: np.ndarray, bridge_px: int = 0) -> np.ndarray:
     """Longest path through the Lee skeleton of one crop (see ``skeleton_paths``)."""
     return skeleton_paths([mask], [bridge_px])[0]
+
+
+def _ragged(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and position-in-row of every element of rows of ``lengths`` laid end to end."""
+    starts = np.cumsum(lengths) - lengths
+    row = np.repeat(np.arange(lengths.size), lengths)
+    return row, np.arange(row.size) - starts[row]
 
 
 def smooth_paths(paths: Sequence[np.ndarray], sigma: float) -> list[np.ndarray]:
@@ -378,27 +391,40 @@ def smooth_paths(paths: Sequence[np.ndarray], sigma: float) -> list[np.ndarray]:
 
     All paths go through one filter call (per-call overhead dominated): each block carries
     ``radius`` copies of its end values, which is the filter's own 'nearest' extension, so every
-    path is filtered exactly as if it were alone.
+    path is filtered exactly as if it were alone. The blocks are one gather for all paths: every
+    element is ``2 * a - b`` for two points of its path (``a = b`` inside it, exactly ``a``).
     """
     radius = int(_TRUNCATE * sigma + 0.5)
-    blocks, starts, pos = [], [], 0
-    for xy in paths:
-        if sigma <= 0 or len(xy) < 3:
-            starts.append(None)
-            continue
-        pad = min(len(xy) - 1, int(np.ceil(3 * sigma)))
-        head = 2 * xy[0] - xy[pad:0:-1]
-        tail = 2 * xy[-1] - xy[-2 : -pad - 2 : -1]
-        ext = (np.broadcast_to(head[0], (radius, 2)), np.broadcast_to(tail[-1], (radius, 2)))
-        blocks.append(np.concatenate([ext[0], head, xy, tail, ext[1]]))
-        starts.append(pos + radius + pad)
-        pos += len(blocks[-1])
-    if not blocks:
+    lengths = np.array([len(xy) for xy in paths], dtype=np.int64)
+    todo = np.flatnonzero(lengths >= 3) if sigma > 0 else np.empty(0, dtype=np.int64)
+    if not todo.size:
         return list(paths)
-    smooth = ndimage.gaussian_filter1d(
-        np.concatenate(blocks), sigma, axis=0, mode="nearest", truncate=_TRUNCATE, radius=radius
+    n = lengths[todo]
+    pad = np.minimum(n - 1, int(np.ceil(3 * sigma)))
+    first = np.cumsum(n) - n  # each path's first point in the concatenation
+    row, t = _ragged(2 * radius + 2 * pad + n)
+    k, f, m, p = t - radius, first[row], n[row], pad[row]  # k: position relative to the path's head
+    # ends: the reflected end point beyond the pads; pads: reflected points; inside: the path
+    a = np.where(k < p, f, np.where(k < p + m, f + k - p, f + m - 1))
+    b = np.select(
+        [k < 0, k < p, k < p + m, k < 2 * p + m],
+        [f + p, f + p - k, f + k - p, f + 2 * m + p - 2 - k],
+        f + m - 1 - p,
     )
-    return [xy if k is None else smooth[k : k + len(xy)] for xy, k in zip(paths, starts, strict=True)]
+    points = np.concatenate([paths[i] for i in todo])
+    blocks = 2 * points[a] - points[b]
+    smooth = ndimage.gaussian_filter1d(
+        blocks, sigma, axis=0, mode="nearest", truncate=_TRUNCATE, radius=radius
+    )
+    out = list(paths)
+    for i, s, length in zip(
+        todo.tolist(),
+        (np.cumsum(2 * radius + 2 * pad + n) - n - radius - pad).tolist(),
+        n.tolist(),
+        strict=True,
+    ):
+        out[i] = smooth[s : s + length]
+    return out
 
 
 def spline_derivatives(pts: np.ndarray, h: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -422,21 +448,55 @@ def spline_derivatives(pts: np.ndarray, h: float | np.ndarray) -> tuple[np.ndarr
     return d1, m
 
 
+def equally_spaced_many(paths: Sequence[np.ndarray], n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``geometry.equally_spaced`` of many (K, 2) paths at once (the same arithmetic, so the same
+    numbers): (P, n_points, 2) points and (P,) lengths. Paths padded to one width: the running sums
+    along a row are the same additions, and the padding lies beyond every row's end."""
+    lengths = np.array([len(xy) for xy in paths], dtype=np.int64)
+    row, col = _ragged(lengths)
+    xy = np.zeros((len(paths), int(lengths.max()), 2))
+    xy[row, col] = np.concatenate(paths)
+    s = np.zeros(xy.shape[:2])
+    np.cumsum(np.hypot(*np.moveaxis(np.diff(xy, axis=1), 2, 0)), axis=1, out=s[:, 1:])
+    last = lengths - 1
+    total = s[np.arange(len(paths)), last]
+    u = np.arange(n_points) * (total / (n_points - 1))[:, None] if n_points > 1 else np.zeros((len(paths), 1))
+    if n_points > 1:
+        u[:, -1] = total
+    # np.interp: the last knot at or before u, its value if u is on it (or at the end), else the
+    # chord's slope times the step from it
+    j = (
+        np.stack([np.searchsorted(s[i, : n + 1], u[i], side="right") for i, n in enumerate(last.tolist())])
+        - 1
+    )
+    r = np.arange(len(paths))[:, None]
+    j1 = np.minimum(j + 1, last[:, None])
+    sj, s1 = s[r, j], s[r, j1]
+    on = (j == last[:, None]) | (sj == u)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.stack(
+            [
+                np.where(on, f[r, j], (f[r, j1] - f[r, j]) / (s1 - sj) * (u - sj) + f[r, j])
+                for f in (xy[..., 0], xy[..., 1])
+            ],
+            axis=2,
+        )
+    return out, total
+
+
 def fit_lines(paths: Sequence[np.ndarray], n_points: int) -> list[tuple[np.ndarray, float, float]]:
     """Per path: equally spaced points, length and mean |curvature| of the cubic spline through them
-    (the splines of all paths in one solve)."""
-    fits = []
-    for xy in paths:
-        s = arclength(xy)
-        fits.append((equally_spaced(xy, n_points, s), float(s[-1])))
-    curvature = np.zeros(len(fits))
-    todo = [i for i, (_, length) in enumerate(fits) if length > 0] if n_points >= 4 else []
-    if todo:
-        pts = np.stack([fits[i][0] for i in todo])
-        d1, d2 = spline_derivatives(pts, np.array([fits[i][1] for i in todo]) / (n_points - 1))
+    (all paths resampled together and their splines in one solve)."""
+    if not paths:
+        return []
+    pts, lengths = equally_spaced_many(paths, n_points)
+    curvature = np.zeros(len(paths))
+    todo = np.flatnonzero(lengths > 0) if n_points >= 4 else np.empty(0, dtype=np.int64)
+    if todo.size:
+        d1, d2 = spline_derivatives(pts[todo], lengths[todo] / (n_points - 1))
         speed = np.maximum(np.hypot(d1[..., 0], d1[..., 1]), 1e-9)
         curvature[todo] = (np.abs(d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]) / speed**3).mean(axis=1)
-    return [(pts, length, float(k)) for (pts, length), k in zip(fits, curvature, strict=True)]
+    return list(zip(pts, lengths.tolist(), curvature.tolist(), strict=True))
 
 
 def line_like(cand: Candidate, max_width_px: float) -> bool:

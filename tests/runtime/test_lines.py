@@ -152,3 +152,33 @@ def test_paths_smoothed_and_fitted_together_equal_one_at_a_time():
         np.testing.assert_array_equal(pts, alone_pts)
         assert length == alone_length
         assert curvature == pytest.approx(alone_curvature, rel=1e-12, abs=1e-15)
+
+
+def test_batched_resampling_equals_the_geometry_module_exactly():
+    from dislotrack.runtime.geometry import equally_spaced
+    from dislotrack.runtime.lines import equally_spaced_many
+
+    rng = np.random.default_rng(3)
+    paths = [rng.normal(size=(k, 2)).cumsum(axis=0) for k in (2, 3, 17, 90)]
+    paths.append(np.repeat(paths[2], 2, axis=0))  # repeated points: zero-length steps
+    paths.append(np.zeros((4, 2)))  # no length at all
+    pts, lengths = equally_spaced_many(paths, N_POINTS)
+    for path, p, length in zip(paths, pts, lengths, strict=True):
+        np.testing.assert_array_equal(p, equally_spaced(path, N_POINTS))
+        assert length == np.hypot(*np.diff(path, axis=0).T).cumsum()[-1]
+
+
+def test_skeleton_paths_of_many_crops_are_chains_from_each_first_end():
+    from dislotrack.runtime.lines import skeleton_paths
+
+    masks = [
+        line_mask(SHAPE, curve(10 + 7 * k, 20, 150 - 5 * k, 140 - 9 * k, bow=4 * k - 8)) for k in range(5)
+    ]
+    crops = [m[np.ix_(m.any(axis=1), m.any(axis=0))] for m in masks]
+    for rc, crop in zip(skeleton_paths(crops, [0] * len(crops)), crops, strict=True):
+        assert len(rc) > 20
+        assert tuple(rc[0]) < tuple(rc[-1])  # walked from the end met first in raster order
+        assert np.all(np.abs(np.diff(rc, axis=0)).max(axis=1) == 1)  # neighbour after neighbour
+        assert len(np.unique(rc, axis=0)) == len(rc)
+        assert np.all(crop[rc[:, 0].astype(int), rc[:, 1].astype(int)])
+        np.testing.assert_array_equal(rc, skeleton_path(crop))  # the same alone as together
