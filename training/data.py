@@ -26,7 +26,8 @@ class AugmentConfig:
     noise_prob: float = 0.5
     noise_std: tuple[float, float] = (0.0, 0.06)
     brightness: tuple[float, float] = (-0.15, 0.15)
-    contrast: tuple[float, float] = (0.6, 1.4)
+    contrast: tuple[float, float] = (0.35, 1.4)  # real frames hold lines at under half synthetic contrast
+    contrast_field_prob: float = 0.5  # contrast varying smoothly across the image, as in real frames
     gamma: tuple[float, float] = (0.7, 1.4)
     clahe_prob: float = 0.2
     clahe_clip: tuple[float, float] = (0.005, 0.03)
@@ -35,7 +36,7 @@ class AugmentConfig:
 
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(0.0, (0.0, 0.0), (0.0, 0.0), (1.0, 1.0), (1.0, 1.0), 0.0, (0.01, 0.01), False, False)
+        return cls(0.0, (0.0, 0.0), (0.0, 0.0), (1.0, 1.0), 0.0, (1.0, 1.0), 0.0, (0.01, 0.01), False, False)
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,39 @@ def geometric(
     return np.ascontiguousarray(image), np.ascontiguousarray(masks)
 
 
+def contrast_field(
+    image: np.ndarray, rng: np.random.Generator, gains: tuple[float, float], sigma: float = 24.0
+) -> np.ndarray:
+    """Contrast about the local mean scaled by a gain that varies smoothly across the image.
+
+    Real frames are crisp in one region and washed out in another (foil thickness, bend contours);
+    a single global contrast factor never shows the network faint lines beside strong ones.
+    """
+    from scipy import ndimage
+
+    h, w = image.shape
+    corners = rng.uniform(*gains, size=(2, 2)).astype(np.float32)
+    ty = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
+    tx = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :]
+    gain = (corners[0, 0] * (1 - tx) + corners[0, 1] * tx) * (1 - ty) + (
+        corners[1, 0] * (1 - tx) + corners[1, 1] * tx
+    ) * ty
+    local = ndimage.gaussian_filter(image, sigma, mode="reflect", truncate=2.0)
+    return (image - local) * gain + local
+
+
 def photometric(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """Contrast, brightness, gamma, optional CLAHE and Gaussian noise; result clipped to [0, 1]."""
+    """Contrast (global or a smooth field), brightness, gamma, optional CLAHE and Gaussian noise;
+    result clipped to [0, 1]."""
     from skimage.exposure import equalize_adapthist
 
     x = image.astype(np.float32)
-    mean = float(x.mean())
-    x = (x - mean) * rng.uniform(*config.contrast) + mean + rng.uniform(*config.brightness)
+    if rng.random() < config.contrast_field_prob:
+        x = contrast_field(x, rng, config.contrast)
+    else:
+        mean = float(x.mean())
+        x = (x - mean) * rng.uniform(*config.contrast) + mean
+    x = x + rng.uniform(*config.brightness)
     x = np.clip(x, 0.0, 1.0) ** rng.uniform(*config.gamma)
     if rng.random() < config.clahe_prob:
         x = equalize_adapthist(x, clip_limit=rng.uniform(*config.clahe_clip)).astype(np.float32)

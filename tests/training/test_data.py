@@ -76,3 +76,22 @@ def test_synthetic_samples_are_cropped_masks_of_the_generator():
     image, masks = next(training_samples(synthetic_images(config, seed=3), config, seed=3))
     assert image.shape == (64, 64) and image.dtype == np.float32
     assert masks.dtype == bool and masks.shape[1:] == (64, 64) and len(masks) <= config.max_masks
+
+
+def test_contrast_field_scales_lines_differently_across_the_image():
+    from dislotrack.training.data import contrast_field
+
+    image = np.full((129, 129), 0.5, dtype=np.float32)
+    image[:, ::16] = 0.4  # faint vertical lines 0.1 deep, one on each border column
+    out = contrast_field(image, np.random.default_rng(3), (0.3, 1.5))
+    corners = np.random.default_rng(3).uniform(0.3, 1.5, size=(2, 2))  # the field's gains
+    depth = out[:, 8::16].mean() - out[:, ::16]  # how far each line sits below the background
+    measured = np.array([[depth[0, 0], depth[0, -1]], [depth[-1, 0], depth[-1, -1]]]) / 0.1
+    np.testing.assert_allclose(measured, corners, rtol=0.25)
+    assert abs(float(out.mean()) - float(image.mean())) < 0.01
+
+
+def test_augmentation_off_leaves_the_image_alone():
+    image = np.random.default_rng(0).uniform(0.2, 0.8, (32, 32)).astype(np.float32)
+    out = photometric(image, np.random.default_rng(1), AugmentConfig.off())
+    np.testing.assert_allclose(out, image, atol=1e-6)
