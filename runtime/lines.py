@@ -88,10 +88,17 @@ def _pieces(mask: np.ndarray, gap_px: int) -> tuple[np.ndarray, int]:
     return labels, n
 
 
+def _mean(prob: np.ndarray, mask: np.ndarray, n: int) -> float:
+    """Mean probability under a mask: ``prob[mask].mean()``'s float32 sum and division, without
+    its per-call overhead."""
+    return float(np.add.reduce(prob[mask]) / n)
+
+
 def _candidate(prob: np.ndarray, part: np.ndarray, dy: int, dx: int, channel: int, connected: bool):
     h, w = part.shape
     p = prob[dy : dy + h, dx : dx + w]
-    return Candidate(part, dy, dx, int(np.count_nonzero(part)), float(p[part].mean()), channel, connected)
+    n = int(np.count_nonzero(part))
+    return Candidate(part, dy, dx, n, _mean(p, part, n), channel, connected)
 
 
 def mask_candidates(
@@ -121,6 +128,14 @@ def mask_candidates(
     return out
 
 
+def _rows_any(masks: np.ndarray) -> np.ndarray:
+    """Which rows of each mask hold a pixel: bools read eight at a time where rows split into
+    whole 64-bit words (~20 % cheaper than a bool reduction, and this reads the whole stack)."""
+    if masks.shape[-1] % 8 == 0 and masks.flags.c_contiguous:
+        return masks.view(np.uint64).any(axis=-1)
+    return masks.any(axis=-1)
+
+
 def find_candidates(probs: np.ndarray, threshold: float, config: LineConfig) -> list[Candidate]:
     """All line candidates of a frame's (N, H, W) probabilities, in frame coordinates.
 
@@ -130,17 +145,19 @@ def find_candidates(probs: np.ndarray, threshold: float, config: LineConfig) -> 
     hold one part, and then nothing else needs labelling.
     """
     masks = probs > threshold
-    rows_any = masks.any(axis=2)
+    rows_any = _rows_any(masks)
+    channels = np.flatnonzero(rows_any.any(axis=1))
+    rows = rows_any[channels]
+    top = rows.argmax(axis=1).tolist()
+    bottom = (masks.shape[1] - rows[:, ::-1].argmax(axis=1)).tolist()
     boxes = []
-    for c in np.flatnonzero(rows_any.any(axis=1)):
-        rows = np.flatnonzero(rows_any[c])
-        y0, y1 = int(rows[0]), int(rows[-1]) + 1
-        cols = np.flatnonzero(masks[c, y0:y1].any(axis=0))
-        x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    for c, y0, y1 in zip(channels.tolist(), top, bottom, strict=True):
+        cols = masks[c, y0:y1].any(axis=0)
+        x0, x1 = int(cols.argmax()), cols.size - int(cols[::-1].argmax())
         crop = masks[c, y0:y1, x0:x1]
         n = int(np.count_nonzero(crop))
         if n >= config.min_pixels:
-            boxes.append((int(c), y0, x0, crop, n))
+            boxes.append((c, y0, x0, crop, n))
     if not boxes:
         return []
     origins, size = pack([b[3].shape for b in boxes], max(_PACK_WIDTH, *(b[3].shape[1] for b in boxes)))
@@ -161,7 +178,7 @@ def find_candidates(probs: np.ndarray, threshold: float, config: LineConfig) -> 
         h, w = crop.shape
         prob = probs[c, y0 : y0 + h, x0 : x0 + w]
         if per_box[k] == 1:
-            out.append(Candidate(crop, y0, x0, n, float(prob[crop].mean()), c, True))
+            out.append(Candidate(crop, y0, x0, n, _mean(prob, crop, n), c, True))
             continue
         for cand in mask_candidates(prob, crop, ids[k], c, config):
             out.append(shift_candidate(cand, y0, x0))
@@ -252,20 +269,21 @@ def _pad(mask: np.ndarray, pad: int) -> np.ndarray:
 
 def neighbour_table(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Skeleton pixel coordinates and, per pixel, the indices of its 8 neighbours (-1: none).
-    ``skel`` needs a zero border (flat indices of neighbours would wrap round the rows)."""
-    ys, xs = np.nonzero(skel)
+    ``skel`` needs a zero border (flat indices of neighbours would wrap round the rows). Flat
+    indices first: a 2-d ``np.nonzero`` costs ~4x more."""
+    flat = np.flatnonzero(skel)
     w = skel.shape[1]
-    index = np.full(skel.size, -1, dtype=np.int64)
-    flat = ys * w + xs
-    index[flat] = np.arange(ys.size)
+    ys, xs = np.divmod(flat, w)
+    index = np.full(skel.size, -1, dtype=np.int32 if flat.size < 2**31 else np.int64)
+    index[flat] = np.arange(flat.size)
     steps = np.array([dy * w + dx for dy, dx in _OFFSETS])
-    return ys, xs, index[flat[:, None] + steps[None, :]]
+    return ys, xs, index[flat[:, None] + steps[None, :]].astype(np.int64)
 
 
 def skeleton_graph(ys: np.ndarray, xs: np.ndarray, table: np.ndarray) -> csr_matrix:
     """The skeleton's pixel graph (both directions), steps of 1 px and diagonal steps of √2 px."""
     k = ys.size
-    src, nb = np.nonzero(table >= 0)
+    src, nb = np.divmod(np.flatnonzero(table >= 0), table.shape[1])
     dst = table[src, nb]
     w = np.where(np.abs(ys[src] - ys[dst]) + np.abs(xs[src] - xs[dst]) == 2, np.sqrt(2.0), 1.0)
     return coo_matrix((w, (src, dst)), shape=(k, k)).tocsr()
@@ -329,7 +347,7 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
     ys, xs, table = neighbour_table(skeletonize(canvas, method="lee").astype(bool))
     of = owner[ys, xs]  # nodes of each crop, in its raster order (the canvas's order within a box)
     linked = table >= 0
-    degree = np.count_nonzero(linked, axis=1)
+    degree = np.bitwise_count(linked.view(np.uint64)).ravel().astype(np.int64)  # 8 bools: a word
     n_nodes = np.bincount(of, minlength=len(works))
     branched = np.bincount(of[degree > 2], minlength=len(works))
     ends = np.flatnonzero(degree == 1)
