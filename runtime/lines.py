@@ -318,9 +318,10 @@ def pack(shapes: Sequence[tuple[int, int]], width: int) -> tuple[list[tuple[int,
     return origins, (y + shelf + 1, used + 1)
 
 
-def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[np.ndarray]:
-    """Longest path through the Lee skeleton of each crop, as (K, 2) row/col coordinates in the crop;
-    ``bridges[i]``: close gaps of up to this many pixels first.
+def skeleton_rows(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Longest path through the Lee skeleton of each crop, as row/col coordinates in the crop: all
+    paths end to end, (M, 2), and each one's length; ``bridges[i]``: close gaps of up to this
+    many pixels first.
 
     All crops are thinned in one call on a packed canvas: Lee thinning decides each pixel from its
     3x3 neighbours only, so crops one zero pixel apart are thinned exactly as alone, without the
@@ -330,7 +331,7 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
     skeleton is, dropping spurs grown at kinks.
     """
     if not masks:
-        return []
+        return np.empty((0, 2)), np.zeros(0, dtype=np.int64)
     works = []  # (array, zero border still to add): masks go onto the canvas as they are
     for mask, bridge in zip(masks, bridges, strict=True):
         if bridge > 0:
@@ -354,29 +355,31 @@ def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[
     walked = (n_nodes >= 2) & (branched == 0) & (np.bincount(of[ends], minlength=len(works)) == 2)
     shift = np.array([(y + 1 + b, x + 1 + b) for (y, x), b in zip(origins, bridges, strict=True)])
     rc = (np.stack([ys, xs], axis=1) - shift[of]).astype(np.float64)
-    walks = _walk_all(table[linked], degree, of, ends[walked[of[ends]]], len(works))
+    walks = _walk_all(table[linked], degree, of, ends[walked[of[ends]]])
+    walk_lengths = np.bincount(of[walks], minlength=len(works))  # a loop beside the path: not walked
+    if walked.all():  # the usual frame: every skeleton a simple path
+        return rc[walks], walk_lengths
     by_crop = np.argsort(of, kind="stable")
     first = np.cumsum(n_nodes) - n_nodes
-    out = []
-    for k, (walk, n, f) in enumerate(zip(walks, n_nodes.tolist(), first.tolist(), strict=True)):
+    walk_first = np.cumsum(walk_lengths) - walk_lengths
+    pieces = []
+    for k, (n, f) in enumerate(zip(n_nodes.tolist(), first.tolist(), strict=True)):
         nodes = by_crop[f : f + n]
         if walked[k]:
-            nodes = walk
+            nodes = walks[walk_first[k] : walk_first[k] + walk_lengths[k]]
         elif n >= 2:
             local = np.full(ys.size, -1, dtype=np.int64)
             local[nodes] = np.arange(n)
             sub = table[nodes]
             sub = np.where(sub >= 0, local[sub], -1)
             nodes = nodes[_graph_longest_path(ys[nodes], xs[nodes], sub)]
-        out.append(rc[nodes])
-    return out
+        pieces.append(nodes)
+    return rc[np.concatenate(pieces)], np.array([len(n) for n in pieces], dtype=np.int64)
 
 
-def _walk_all(
-    neighbours: np.ndarray, degree: np.ndarray, of: np.ndarray, ends: np.ndarray, n: int
-) -> list[np.ndarray]:
+def _walk_all(neighbours: np.ndarray, degree: np.ndarray, of: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Nodes of the simple paths starting at ``ends`` (each crop's first end, in raster order), in
-    path order, per crop (empty where no path starts). One breadth-first search from a node
+    path order, crop after crop. One breadth-first search from a node
     linked to every start: along a simple path it meets the nodes in path order. ``neighbours``:
     each node's neighbour indices, node after node."""
     k = degree.size
@@ -388,8 +391,13 @@ def _walk_all(
         (np.ones(indptr[-1]), np.concatenate([neighbours, starts]), indptr), shape=(k + 1, k + 1)
     )
     order = breadth_first_order(graph, k, directed=True, return_predecessors=False)[1:]
-    grouped = order[np.argsort(of[order], kind="stable")]
-    return np.split(grouped, np.cumsum(np.bincount(of[order], minlength=n))[:-1])
+    return order[np.argsort(of[order], kind="stable")]
+
+
+def skeleton_paths(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> list[np.ndarray]:
+    """``skeleton_rows`` as one (K, 2) array per crop."""
+    rc, lengths = skeleton_rows(masks, bridges)
+    return np.split(rc, np.cumsum(lengths)[:-1])
 
 
 def skeleton_path(mask: np.ndarray, bridge_px: int = 0) -> np.ndarray:
@@ -404,8 +412,9 @@ def _ragged(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return row, np.arange(row.size) - starts[row]
 
 
-def smooth_paths(paths: Sequence[np.ndarray], sigma: float) -> list[np.ndarray]:
-    """Gaussian-smooth pixel paths; ends are padded by point reflection so straight lines stay put.
+def smooth_rows(points: np.ndarray, lengths: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smooth pixel paths laid end to end ((M, 2) points, each path's length); ends are
+    padded by point reflection so straight lines stay put; paths under 3 points stay as they are.
 
     All paths go through one filter call (per-call overhead dominated): each block carries
     ``radius`` copies of its end values, which is the filter's own 'nearest' extension, so every
@@ -413,14 +422,14 @@ def smooth_paths(paths: Sequence[np.ndarray], sigma: float) -> list[np.ndarray]:
     element is ``2 * a - b`` for two points of its path (``a = b`` inside it, exactly ``a``).
     """
     radius = int(_TRUNCATE * sigma + 0.5)
-    lengths = np.array([len(xy) for xy in paths], dtype=np.int64)
     todo = np.flatnonzero(lengths >= 3) if sigma > 0 else np.empty(0, dtype=np.int64)
     if not todo.size:
-        return list(paths)
+        return points
     n = lengths[todo]
     pad = np.minimum(n - 1, int(np.ceil(3 * sigma)))
-    first = np.cumsum(n) - n  # each path's first point in the concatenation
-    row, t = _ragged(2 * radius + 2 * pad + n)
+    first = (np.cumsum(lengths) - lengths)[todo]  # each path's first point
+    size = 2 * radius + 2 * pad + n
+    row, t = _ragged(size)
     k, f, m, p = t - radius, first[row], n[row], pad[row]  # k: position relative to the path's head
     # ends: the reflected end point beyond the pads; pads: reflected points; inside: the path
     a = np.where(k < p, f, np.where(k < p + m, f + k - p, f + m - 1))
@@ -429,20 +438,21 @@ def smooth_paths(paths: Sequence[np.ndarray], sigma: float) -> list[np.ndarray]:
         [f + p, f + p - k, f + k - p, f + 2 * m + p - 2 - k],
         f + m - 1 - p,
     )
-    points = np.concatenate([paths[i] for i in todo])
-    blocks = 2 * points[a] - points[b]
     smooth = ndimage.gaussian_filter1d(
-        blocks, sigma, axis=0, mode="nearest", truncate=_TRUNCATE, radius=radius
+        2 * points[a] - points[b], sigma, axis=0, mode="nearest", truncate=_TRUNCATE, radius=radius
     )
-    out = list(paths)
-    for i, s, length in zip(
-        todo.tolist(),
-        (np.cumsum(2 * radius + 2 * pad + n) - n - radius - pad).tolist(),
-        n.tolist(),
-        strict=True,
-    ):
-        out[i] = smooth[s : s + length]
+    row, t = _ragged(n)
+    out = points.copy()
+    out[first[row] + t] = smooth[(np.cumsum(size) - size + radius + pad)[row] + t]
     return out
+
+
+def smooth_paths(paths: Sequence[np.ndarray], sigma: float) -> list[np.ndarray]:
+    """``smooth_rows`` for a list of (K, 2) paths."""
+    if not paths:
+        return []
+    lengths = np.array([len(xy) for xy in paths], dtype=np.int64)
+    return np.split(smooth_rows(np.concatenate(paths), lengths, sigma), np.cumsum(lengths)[:-1])
 
 
 def spline_derivatives(pts: np.ndarray, h: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -466,28 +476,31 @@ def spline_derivatives(pts: np.ndarray, h: float | np.ndarray) -> tuple[np.ndarr
     return d1, m
 
 
-def equally_spaced_many(paths: Sequence[np.ndarray], n_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """``geometry.equally_spaced`` of many (K, 2) paths at once (the same arithmetic, so the same
-    numbers): (P, n_points, 2) points and (P,) lengths. Paths padded to one width: the running sums
-    along a row are the same additions, and the padding lies beyond every row's end."""
-    lengths = np.array([len(xy) for xy in paths], dtype=np.int64)
+def equally_spaced_many(
+    points: np.ndarray, lengths: np.ndarray, n_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``geometry.equally_spaced`` of many paths laid end to end ((M, 2) points, each path's
+    length) with the same arithmetic, so the same numbers: (P, n_points, 2) points and (P,) arc
+    lengths. Paths padded to one width: the running sums along a row are the same additions, and
+    the padding lies beyond every row's end."""
+    n_paths = lengths.size
     row, col = _ragged(lengths)
-    xy = np.zeros((len(paths), int(lengths.max()), 2))
-    xy[row, col] = np.concatenate(paths)
+    xy = np.zeros((n_paths, int(lengths.max()), 2))
+    xy[row, col] = points
     s = np.zeros(xy.shape[:2])
     np.cumsum(np.hypot(*np.moveaxis(np.diff(xy, axis=1), 2, 0)), axis=1, out=s[:, 1:])
     last = lengths - 1
-    total = s[np.arange(len(paths)), last]
-    u = np.arange(n_points) * (total / (n_points - 1))[:, None] if n_points > 1 else np.zeros((len(paths), 1))
+    r = np.arange(n_paths)[:, None]
+    total = s[r[:, 0], last]
+    u = np.arange(n_points) * (total / max(n_points - 1, 1))[:, None]
     if n_points > 1:
         u[:, -1] = total
     # np.interp: the last knot at or before u, its value if u is on it (or at the end), else the
     # chord's slope times the step from it
     j = (
-        np.stack([np.searchsorted(s[i, : n + 1], u[i], side="right") for i, n in enumerate(last.tolist())])
+        np.stack([np.searchsorted(s[i, : k + 1], u[i], side="right") for i, k in enumerate(last.tolist())])
         - 1
     )
-    r = np.arange(len(paths))[:, None]
     j1 = np.minimum(j + 1, last[:, None])
     sj, s1 = s[r, j], s[r, j1]
     on = (j == last[:, None]) | (sj == u)
@@ -502,19 +515,30 @@ def equally_spaced_many(paths: Sequence[np.ndarray], n_points: int) -> tuple[np.
     return out, total
 
 
-def fit_lines(paths: Sequence[np.ndarray], n_points: int) -> list[tuple[np.ndarray, float, float]]:
-    """Per path: equally spaced points, length and mean |curvature| of the cubic spline through them
-    (all paths resampled together and their splines in one solve)."""
-    if not paths:
-        return []
-    pts, lengths = equally_spaced_many(paths, n_points)
-    curvature = np.zeros(len(paths))
-    todo = np.flatnonzero(lengths > 0) if n_points >= 4 else np.empty(0, dtype=np.int64)
+def fit_rows(
+    points: np.ndarray, lengths: np.ndarray, n_points: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paths laid end to end -> equally spaced points (P, n_points, 2), arc lengths and mean
+    |curvature| of the cubic spline through the points (all splines in one solve)."""
+    if not lengths.size:
+        return np.zeros((0, n_points, 2)), np.zeros(0), np.zeros(0)
+    pts, total = equally_spaced_many(points, lengths, n_points)
+    curvature = np.zeros(lengths.size)
+    todo = np.flatnonzero(total > 0) if n_points >= 4 else np.empty(0, dtype=np.int64)
     if todo.size:
-        d1, d2 = spline_derivatives(pts[todo], lengths[todo] / (n_points - 1))
+        d1, d2 = spline_derivatives(pts[todo], total[todo] / (n_points - 1))
         speed = np.maximum(np.hypot(d1[..., 0], d1[..., 1]), 1e-9)
         curvature[todo] = (np.abs(d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]) / speed**3).mean(axis=1)
-    return list(zip(pts, lengths.tolist(), curvature.tolist(), strict=True))
+    return pts, total, curvature
+
+
+def fit_lines(paths: Sequence[np.ndarray], n_points: int) -> list[tuple[np.ndarray, float, float]]:
+    """``fit_rows`` for a list of (K, 2) paths: (points, length, curvature) per path."""
+    if not paths:
+        return []
+    lengths = np.array([len(xy) for xy in paths], dtype=np.int64)
+    pts, total, curvature = fit_rows(np.concatenate(paths), lengths, n_points)
+    return list(zip(pts, total.tolist(), curvature.tolist(), strict=True))
 
 
 def line_like(cand: Candidate, max_width_px: float) -> bool:
@@ -525,15 +549,16 @@ def line_like(cand: Candidate, max_width_px: float) -> bool:
     return cand.n_pixels / max(np.hypot(h, w), 1.0) <= max_width_px
 
 
-def candidate_paths(cands: Sequence[Candidate], config: LineConfig) -> list[np.ndarray | None]:
-    """Skeleton path of each candidate as (K, 2) frame x, y, or None when it is not a line."""
-    todo = [c for c in cands if line_like(c, config.max_width_px)]
-    rcs = iter(skeleton_paths([c.mask for c in todo], [0 if c.connected else config.gap_px for c in todo]))
-    out: list[np.ndarray | None] = []
-    for c in cands:
-        rc = next(rcs) if line_like(c, config.max_width_px) else np.empty((0, 2))
-        out.append(rc[:, ::-1] + (c.x0, c.y0) if len(rc) >= 2 else None)
-    return out
+def candidate_rows(cands: Sequence[Candidate], config: LineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Skeleton paths of the candidates as frame x, y, laid end to end, and each one's length
+    (0 where a candidate is not a line)."""
+    line = [line_like(c, config.max_width_px) for c in cands]
+    todo = [c for c, ok in zip(cands, line, strict=True) if ok]
+    rc, found = skeleton_rows([c.mask for c in todo], [0 if c.connected else config.gap_px for c in todo])
+    lengths = np.zeros(len(cands), dtype=np.int64)
+    lengths[np.flatnonzero(line)] = found
+    origin = np.array([(c.x0, c.y0) for c in todo], dtype=np.float64).reshape(-1, 2)
+    return rc[:, ::-1] + np.repeat(origin, found, axis=0), lengths
 
 
 def paint_labels(shape: tuple[int, int], cands: Sequence[Candidate]) -> np.ndarray:
@@ -579,15 +604,18 @@ def drop_fragments(lines: Sequence[Line], tol_px: float, chunk: int = 64) -> lis
 def lines_from_candidates(
     kept: Sequence[Candidate], shape: tuple[int, int], config: LineConfig, with_labels: bool = True
 ) -> tuple[tuple[Line, ...], np.ndarray | None]:
-    """Centrelines of deduplicated candidates, fragments of longer lines dropped, plus label image."""
-    paths = list(zip(kept, candidate_paths(kept, config), strict=True))
-    cands = [c for c, xy in paths if xy is not None]
-    fits = fit_lines(
-        smooth_paths([xy for _, xy in paths if xy is not None], config.smooth_px), config.n_points
+    """Centrelines of deduplicated candidates, fragments of longer lines dropped, plus label image.
+    Paths stay laid end to end from the skeletons to the splines (no per-line array work)."""
+    xy, lengths = candidate_rows(kept, config)
+    path = lengths >= 2
+    xy = xy[np.repeat(path, lengths)]
+    pts, total, curvature = fit_rows(
+        smooth_rows(xy, lengths[path], config.smooth_px), lengths[path], config.n_points
     )
+    cands = [c for c, ok in zip(kept, path.tolist(), strict=True) if ok]
     pairs = [
-        (c, Line(pts, length, c.mean_prob, curvature, c.channel))
-        for c, (pts, length, curvature) in zip(cands, fits, strict=True)
+        (c, Line(p, length, c.mean_prob, k, c.channel))
+        for c, p, length, k in zip(cands, pts, total.tolist(), curvature.tolist(), strict=True)
         if length >= config.min_length_px
     ]
     keep = drop_fragments([line for _, line in pairs], config.fragment_px)

@@ -162,7 +162,7 @@ def test_batched_resampling_equals_the_geometry_module_exactly():
     paths = [rng.normal(size=(k, 2)).cumsum(axis=0) for k in (2, 3, 17, 90)]
     paths.append(np.repeat(paths[2], 2, axis=0))  # repeated points: zero-length steps
     paths.append(np.zeros((4, 2)))  # no length at all
-    pts, lengths = equally_spaced_many(paths, N_POINTS)
+    pts, lengths = equally_spaced_many(np.concatenate(paths), np.array([len(p) for p in paths]), N_POINTS)
     for path, p, length in zip(paths, pts, lengths, strict=True):
         np.testing.assert_array_equal(p, equally_spaced(path, N_POINTS))
         assert length == np.hypot(*np.diff(path, axis=0).T).cumsum()[-1]
