@@ -221,30 +221,49 @@ def better(a: Candidate, b: Candidate, prob_tolerance: float) -> bool:
 def deduplicate(cands: Sequence[Candidate], config: LineConfig) -> list[Candidate]:
     """One candidate per dislocation; the paper's rule: Dice loss < 0.5 means the same dislocation.
 
-    Only kept candidates whose bounding boxes intersect are compared (a vectorised test), so a frame
-    with hundreds of pieces does not cost hundreds squared pixel comparisons.
+    Only kept candidates whose bounding boxes intersect are compared (one vectorised test of all
+    pairs first), so a frame with hundreds of pieces does not cost hundreds squared pixel
+    comparisons; the greedy pass itself is list work.
     """
     order = sorted(cands, key=lambda c: (c.connected, c.mean_prob, c.n_pixels), reverse=True)
-    if not order:
-        return []
-    boxes = np.array([c.bbox for c in order])
+    if len(order) < 2:
+        return list(order)
+    boxes = [c.bbox for c in order]
+    b = np.array(boxes)
+    meets = (
+        (b[:, None, 0] < b[None, :, 2])
+        & (b[:, None, 2] > b[None, :, 0])
+        & (b[:, None, 1] < b[None, :, 3])
+        & (b[:, None, 3] > b[None, :, 1])
+    ).tolist()
     kept: list[int] = []  # indices into order
     for i, c in enumerate(order):
-        dup = None
-        if kept:
-            kb = boxes[kept]
-            b = boxes[i]
-            hits = np.flatnonzero(
-                (kb[:, 0] < b[2]) & (kb[:, 2] > b[0]) & (kb[:, 1] < b[3]) & (kb[:, 3] > b[1])
-            )
-            dup = next(
-                (int(h) for h in hits if dice_loss(c, order[kept[h]]) < config.duplicate_dice_loss), None
-            )
+        dup = next(
+            (
+                h
+                for h, j in enumerate(kept)
+                if meets[i][j] and _dice_loss(c, boxes[i], order[j], boxes[j]) < config.duplicate_dice_loss
+            ),
+            None,
+        )
         if dup is None:
             kept.append(i)
         elif better(c, order[kept[dup]], config.prob_tolerance):
             kept[dup] = i
     return [order[i] for i in kept]
+
+
+def _dice_loss(a: Candidate, abox: tuple, b: Candidate, bbox: tuple) -> float:
+    """``dice_loss`` of two candidates whose boxes intersect, boxes given."""
+    y0, x0, y1, x1 = (
+        max(abox[0], bbox[0]),
+        max(abox[1], bbox[1]),
+        min(abox[2], bbox[2]),
+        min(abox[3], bbox[3]),
+    )
+    ma = a.mask[y0 - abox[0] : y1 - abox[0], x0 - abox[1] : x1 - abox[1]]
+    mb = b.mask[y0 - bbox[0] : y1 - bbox[0], x0 - bbox[1] : x1 - bbox[1]]
+    return 1.0 - 2.0 * int(np.count_nonzero(ma & mb)) / (a.n_pixels + b.n_pixels)
 
 
 def point_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
