@@ -360,7 +360,8 @@ def skeleton_rows(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> tuple[
     shapes = [(a.shape[0] + 2 * b, a.shape[1] + 2 * b) for a, b in works]
     origins, size = pack(shapes, max(_PACK_WIDTH, *(w for _, w in shapes)))
     canvas = np.zeros(size, dtype=bool)
-    owner = np.empty(size, dtype=np.int32)  # only read under skeleton pixels, all inside boxes
+    # only read under skeleton pixels, all inside boxes; 16 bits sort by radix (walks group by crop)
+    owner = np.empty(size, dtype=np.uint16 if len(works) < 2**16 else np.int32)
     for k, ((a, b), (h, w), (y, x)) in enumerate(zip(works, shapes, origins, strict=True)):
         canvas[y + b : y + b + a.shape[0], x + b : x + b + a.shape[1]] = a
         owner[y : y + h, x : x + w] = k
@@ -397,15 +398,15 @@ def skeleton_rows(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> tuple[
 
 
 def _walk_all(neighbours: np.ndarray, degree: np.ndarray, of: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Nodes of the simple paths starting at ``ends`` (each crop's first end, in raster order), in
-    path order, crop after crop. One breadth-first search from a node
+    """Nodes of the simple paths between ``ends`` (both ends of each walked crop, in raster order)
+    in path order from each crop's first end, crop after crop. One breadth-first search from a node
     linked to every start: along a simple path it meets the nodes in path order. ``neighbours``:
     each node's neighbour indices, node after node."""
     k = degree.size
-    srt = np.argsort(of[ends], kind="stable")  # the first end of each crop starts its walk
-    crop = of[ends][srt]
-    starts = ends[srt][np.r_[True, crop[1:] != crop[:-1]]] if ends.size else ends
-    indptr = np.concatenate([[0], np.cumsum(degree), [degree.sum() + starts.size]])
+    starts = ends[np.argsort(of[ends], kind="stable")][::2]  # two ends per crop, the first starts
+    indptr = np.zeros(k + 2, dtype=np.int64)
+    np.cumsum(degree, out=indptr[1:-1])
+    indptr[-1] = indptr[-2] + starts.size
     graph = csr_matrix(
         (np.ones(indptr[-1]), np.concatenate([neighbours, starts]), indptr), shape=(k + 1, k + 1)
     )
@@ -449,20 +450,21 @@ def smooth_rows(points: np.ndarray, lengths: np.ndarray, sigma: float) -> np.nda
     first = (np.cumsum(lengths) - lengths)[todo]  # each path's first point
     size = 2 * radius + 2 * pad + n
     row, t = _ragged(size)
-    k, f, m, p = t - radius, first[row], n[row], pad[row]  # k: position relative to the path's head
-    # ends: the reflected end point beyond the pads; pads: reflected points; inside: the path
-    a = np.where(k < p, f, np.where(k < p + m, f + k - p, f + m - 1))
-    b = np.select(
-        [k < 0, k < p, k < p + m, k < 2 * p + m],
-        [f + p, f + p - k, f + k - p, f + 2 * m + p - 2 - k],
-        f + m - 1 - p,
-    )
+    f, m, p = first[row], n[row] - 1, pad[row]  # m: a path's last point
+    # position along the path, the pads and the ends past them counted from its head (-p .. m + p)
+    k = np.minimum(np.maximum(t - radius, 0), 2 * p + m) - p
+    # block elements: 2 * a - b; the pads reflect the path through its end points
+    a = f + np.minimum(np.maximum(k, 0), m)
+    b = f + m - np.abs(m - np.abs(k))
     smooth = ndimage.gaussian_filter1d(
         2 * points[a] - points[b], sigma, axis=0, mode="nearest", truncate=_TRUNCATE, radius=radius
     )
     row, t = _ragged(n)
+    inside = (np.cumsum(size) - size + radius + pad)[row] + t
+    if todo.size == lengths.size:
+        return smooth[inside]
     out = points.copy()
-    out[first[row] + t] = smooth[(np.cumsum(size) - size + radius + pad)[row] + t]
+    out[first[row] + t] = smooth[inside]
     return out
 
 
