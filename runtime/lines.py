@@ -592,32 +592,41 @@ def paint_labels(shape: tuple[int, int], cands: Sequence[Candidate]) -> np.ndarr
 
 
 def drop_fragments(lines: Sequence[Line], tol_px: float, chunk: int = 64) -> list[int]:
-    """Indices of the lines that are not fragments of a longer line.
+    """Indices of the lines that are not fragments of a longer line (see ``unfragmented``)."""
+    if len(lines) < 2:
+        return list(range(len(lines)))
+    pts = np.stack([ln.points for ln in lines])
+    return unfragmented(pts, np.array([ln.length_px for ln in lines]), tol_px, chunk)
+
+
+def unfragmented(pts: np.ndarray, length: np.ndarray, tol_px: float, chunk: int = 64) -> list[int]:
+    """Indices of the lines, (L, P, 2) points and their lengths, that are not fragments of a
+    longer line.
 
     A fragment has every point within ``tol_px`` of a longer line's polyline: a spare mask often
     holds part of a line that another mask holds whole, and their Dice loss is above 0.5 when the
     part is short, so the mask rule alone keeps both. Only pairs whose boxes nest are measured, all
     at once (``chunk`` pairs per array operation, bounding memory on crowded frames).
     """
-    if len(lines) < 2:
-        return list(range(len(lines)))
-    pts = np.stack([ln.points for ln in lines])
+    if len(pts) < 2:
+        return list(range(len(pts)))
     lo, hi = pts.min(axis=1), pts.max(axis=1)
-    length = np.array([ln.length_px for ln in lines])
     inside = np.all(lo[:, None] >= lo[None] - tol_px, axis=2) & np.all(
         hi[:, None] <= hi[None] + tol_px, axis=2
     )
     short, long = np.nonzero(inside & (length[:, None] < length[None]))
     n = pts.shape[1]
     # a few points of every suspect first: most have one far from the longer line, which settles it
-    probe = np.unique(np.r_[np.arange(0, n, _PROBE_STEP), n - 1])
+    probe = list(range(0, n, _PROBE_STEP))
+    if probe[-1] != n - 1:
+        probe.append(n - 1)
     for points in (probe, slice(None)):
         near = np.zeros(short.size, dtype=bool)
         for k in range(0, short.size, chunk):
             i, j = short[k : k + chunk], long[k : k + chunk]
             near[k : k + chunk] = np.all(point_to_polyline(pts[i][:, points], pts[j]) <= tol_px, axis=1)
         short, long = short[near], long[near]
-    fragment = np.zeros(len(lines), dtype=bool)
+    fragment = np.zeros(len(pts), dtype=bool)
     fragment[short] = True
     return np.flatnonzero(~fragment).tolist()
 
@@ -626,7 +635,8 @@ def lines_from_candidates(
     kept: Sequence[Candidate], shape: tuple[int, int], config: LineConfig, with_labels: bool = True
 ) -> tuple[tuple[Line, ...], np.ndarray | None]:
     """Centrelines of deduplicated candidates, fragments of longer lines dropped, plus label image.
-    Paths stay laid end to end from the skeletons to the splines (no per-line array work)."""
+    Paths stay laid end to end from the skeletons to the splines, and the lines' points in one
+    array through the fragment test (no per-line array work)."""
     xy, lengths = candidate_rows(kept, config)
     path = lengths >= 2
     xy = xy[np.repeat(path, lengths)]
@@ -634,15 +644,17 @@ def lines_from_candidates(
         smooth_rows(xy, lengths[path], config.smooth_px), lengths[path], config.n_points
     )
     cands = [c for c, ok in zip(kept, path.tolist(), strict=True) if ok]
-    pairs = [
-        (c, Line(p, length, c.mean_prob, k, c.channel))
-        for c, p, length, k in zip(cands, pts, total.tolist(), curvature.tolist(), strict=True)
-        if length >= config.min_length_px
-    ]
-    keep = drop_fragments([line for _, line in pairs], config.fragment_px)
-    pairs = [pairs[i] for i in keep]
-    lines = tuple(line for _, line in pairs)
-    labels = paint_labels(shape, [c for c, _ in pairs]) if with_labels else None
+    long = np.flatnonzero(total >= config.min_length_px)
+    pts = pts[long].astype(np.float32)  # a Line's points, as the fragment test must see them
+    keep = unfragmented(pts, total[long], config.fragment_px)
+    chosen = [cands[i] for i in long[keep].tolist()]
+    lines = tuple(
+        Line(pts[i], length, c.mean_prob, k, c.channel)
+        for c, i, length, k in zip(
+            chosen, keep, total[long][keep].tolist(), curvature[long][keep].tolist(), strict=True
+        )
+    )
+    labels = paint_labels(shape, chosen) if with_labels else None
     return lines, labels
 
 
