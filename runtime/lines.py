@@ -8,8 +8,11 @@ natural cubic spline through them; length and curvature.
 Everything after the one vectorised threshold works on each mask's bounding box, never on the full
 frame, because a frame has N = 20 masks and the budget is a few milliseconds per frame on one core.
 For the same reason the per-candidate steps that cost more in calls than in pixels (labelling,
-thinning, smoothing, the spline solve, the fragment test) run once per frame over all candidates,
-arranged so that each candidate's result is exactly what it would be alone.
+thinning, walking the skeletons, smoothing, resampling, the spline solve, the fragment test) run
+once per frame over all candidates, arranged so that each candidate's result is exactly what it
+would be alone; from the skeletons on, all paths are one array laid end to end plus their lengths.
+What remains is mostly the threshold (one memory-bound pass over the float32 stack), the row test
+that bounds each mask and the Lee thinning itself.
 """
 
 from __future__ import annotations
