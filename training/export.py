@@ -90,9 +90,11 @@ def load_weights(path: str | Path) -> Weights:
 
 
 def validation_figures(weights: Weights) -> dict:
-    """The best checkpoint's validation figures and what they were measured on."""
+    """The checkpoint's own validation figures (best.pt: the best epoch's, last.pt: the last epoch's) and
+    what they were measured on."""
     train = weights.info.get("train", {})
-    best = weights.info.get("state", {}).get("best_summary")
+    state = weights.info.get("state", {})
+    best = state.get("summary", state.get("best_summary"))
     if not train or not best:
         return weights.info.get("metrics", {}).get("validation", {})
     where = {

@@ -348,6 +348,7 @@ def train(
         append_history(out / "history.csv", row)
         plot_history(out / "history.csv", out / "history.png")
         log.info("epoch %d: %s", state["epoch"], json.dumps(row))
+        state["summary"] = summary.to_dict()  # this epoch's figures: the ones that describe these weights
         improved = summary.length_metric > state["best"]
         if improved:
             state["best"] = summary.length_metric

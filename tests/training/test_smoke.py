@@ -36,6 +36,11 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
     train(config, resume=True)
     assert load_checkpoint(run / "last.pt")["state"]["step"] == 4
     assert len(_history(run)) == 2
+    # an exported checkpoint carries its own epoch's validation figures, not the best epoch's
+    from dislotrack.training.export import load_weights, validation_figures
+
+    last = validation_figures(load_weights(run / "last.pt"))
+    assert last["length_metric"] == pytest.approx(float(_history(run)[-1]["val_length_metric"]), abs=1e-4)
 
 
 def test_export_follows_the_model_file_contract(tiny_model):
