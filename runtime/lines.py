@@ -199,10 +199,10 @@ def shift_candidate(c: Candidate, dy: int, dx: int) -> Candidate:
     return Candidate(c.mask, c.y0 + dy, c.x0 + dx, c.n_pixels, c.mean_prob, c.channel, c.connected)
 
 
-def overlap(a: Candidate, b: Candidate) -> int:
-    """Pixels two candidates share, computed on the intersection of their bounding boxes only."""
-    ay0, ax0, ay1, ax1 = a.bbox
-    by0, bx0, by1, bx1 = b.bbox
+def overlap(a: Candidate, b: Candidate, boxes: tuple[tuple, tuple] | None = None) -> int:
+    """Pixels two candidates share, computed on the intersection of their bounding boxes only
+    (``boxes``: their ``bbox`` when the caller has them at hand)."""
+    (ay0, ax0, ay1, ax1), (by0, bx0, by1, bx1) = boxes or (a.bbox, b.bbox)
     y0, x0, y1, x1 = max(ay0, by0), max(ax0, bx0), min(ay1, by1), min(ax1, bx1)
     if y0 >= y1 or x0 >= x1:
         return 0
@@ -211,8 +211,8 @@ def overlap(a: Candidate, b: Candidate) -> int:
     return int(np.count_nonzero(ma & mb))
 
 
-def dice_loss(a: Candidate, b: Candidate) -> float:
-    return 1.0 - 2.0 * overlap(a, b) / (a.n_pixels + b.n_pixels)
+def dice_loss(a: Candidate, b: Candidate, boxes: tuple[tuple, tuple] | None = None) -> float:
+    return 1.0 - 2.0 * overlap(a, b, boxes) / (a.n_pixels + b.n_pixels)
 
 
 def better(a: Candidate, b: Candidate, prob_tolerance: float) -> bool:
@@ -252,7 +252,7 @@ def deduplicate(cands: Sequence[Candidate], config: LineConfig) -> list[Candidat
             (
                 h
                 for h, j in enumerate(kept)
-                if meets[i][j] and _dice_loss(c, boxes[i], order[j], boxes[j]) < config.duplicate_dice_loss
+                if meets[i][j] and dice_loss(c, order[j], (boxes[i], boxes[j])) < config.duplicate_dice_loss
             ),
             None,
         )
@@ -261,19 +261,6 @@ def deduplicate(cands: Sequence[Candidate], config: LineConfig) -> list[Candidat
         elif better(c, order[kept[dup]], config.prob_tolerance):
             kept[dup] = i
     return [order[i] for i in kept]
-
-
-def _dice_loss(a: Candidate, abox: tuple, b: Candidate, bbox: tuple) -> float:
-    """``dice_loss`` of two candidates whose boxes intersect, boxes given."""
-    y0, x0, y1, x1 = (
-        max(abox[0], bbox[0]),
-        max(abox[1], bbox[1]),
-        min(abox[2], bbox[2]),
-        min(abox[3], bbox[3]),
-    )
-    ma = a.mask[y0 - abox[0] : y1 - abox[0], x0 - abox[1] : x1 - abox[1]]
-    mb = b.mask[y0 - bbox[0] : y1 - bbox[0], x0 - bbox[1] : x1 - bbox[1]]
-    return 1.0 - 2.0 * int(np.count_nonzero(ma & mb)) / (a.n_pixels + b.n_pixels)
 
 
 def point_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
