@@ -588,7 +588,7 @@ def draw_lines(
     img: np.ndarray,
     curves: list[tuple[tuple[int, int], np.ndarray, dict]],
     min_length: float,
-    label_width: float = 1.6,
+    label_width: float,
 ) -> list[DrawnLine]:
     """Clip each curve to the view, darken the image along it and return the ones that stay visible.
 
