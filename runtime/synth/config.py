@@ -86,6 +86,9 @@ class LineStyleConfig:
     fringe: Range = (0.0, 0.3)  # bright fringes beside the core (diffraction contrast)
     pileup_style_jitter: float = 0.25  # relative spread of style within one pile-up
     label_width: float = 1.6  # a line's mask is at least this wide (px): thin lines get wider labels
+    defocus_prob: float = 0.0  # chance that a pile-up is out of focus: wide, soft, faint lines
+    defocus_thickness: Range = (5.0, 9.0)  # width of out-of-focus lines (px), replaces ``thickness``
+    defocus_darkness: Range = (0.4, 0.8)  # factor on the darkness (and its floor) of out-of-focus lines
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,8 @@ _NON_NEGATIVE = {
     "fringe",
     "pileup_style_jitter",
     "label_width",
+    "defocus_thickness",
+    "defocus_darkness",
     "extra_traces",
     "trace_contrast",
     "trace_width",
@@ -286,6 +291,7 @@ _NON_NEGATIVE = {
 }
 _POSITIVE = {
     "label_width",
+    "defocus_thickness",
     "lam1",
     "lam2",
     "lam4",
@@ -309,6 +315,8 @@ _UNIT = {
     "patch_opacity",
     "pair_prob",
     "labelme_prob",
+    "defocus_prob",
+    "defocus_darkness",
     "trace_prob",
     "trace_double_prob",
     "margin",

@@ -413,6 +413,9 @@ def sample_styles(
     """Thickness, darkness, fringe and darkness modulation per dislocation, similar within a pile-up.
 
     Darkness is at least ``darkness_floor * texture_contrast``, so a line stays visible on a busy texture.
+    An out-of-focus pile-up (chance ``defocus_prob``; real foils are not flat, so part of a frame is
+    often blurred) draws wide, soft lines whose darkness and floor are scaled by ``defocus_darkness``.
+    The extra draw happens only when ``defocus_prob`` > 0, so presets without it are unchanged.
     """
     st = cfg.style
     out = []
@@ -423,11 +426,15 @@ def sample_styles(
         base_f = _u(rng, st.fringe)
         var = _u(rng, st.darkness_variation)
         js = st.pileup_style_jitter
+        widths, fade = st.thickness, 1.0
+        if st.defocus_prob > 0 and rng.random() < st.defocus_prob:
+            widths, fade = st.defocus_thickness, _u(rng, st.defocus_darkness)
+            base_t = _u(rng, widths)
         lines = []
         for _ in pu["lines"]:
-            th = _clip(base_t * (1 + js * rng.uniform(-1, 1)), st.thickness)
+            th = _clip(base_t * (1 + js * rng.uniform(-1, 1)), widths)
             dk = _clip(base_d * (1 + js * rng.uniform(-1, 1)), st.darkness)
-            dk = max(dk, st.darkness_floor * texture_contrast)
+            dk = fade * max(dk, st.darkness_floor * texture_contrast)
             fr = _clip(base_f * (1 + js * rng.uniform(-1, 1)), st.fringe)
             mod = np.maximum(1.0 + var * rng.uniform(-1, 1, size=6), 0.2)
             lines.append(

@@ -139,6 +139,23 @@ def test_masks_follow_their_lines(label_width: float) -> None:
     assert widths and 0.8 < np.median(widths) < 1.3
 
 
+def test_out_of_focus_pileups_are_wide_and_faint() -> None:
+    """defocus_prob = 1 gives every line the defocus width, a wider mask and half the darkness."""
+    dark = {"sharp": [], "soft": []}
+    px = {"sharp": 0, "soft": 0}
+    for seed in range(4):
+        for kind, prob in (("sharp", 0.0), ("soft", 1.0)):
+            s = generate("m2", seed=seed, size=SIZE, defocus_prob=prob, defocus_darkness=(0.5, 0.5))
+            lines = s.params["sampled"]["lines"]
+            assert lines
+            if kind == "soft":
+                assert all(5.0 <= ln["thickness"] <= 9.0 for ln in lines)
+            dark[kind] += [ln["darkness"] for ln in lines]
+            px[kind] += int(s.masks.sum())
+    assert np.mean(dark["soft"]) < 0.6 * np.mean(dark["sharp"])
+    assert px["soft"] > 1.3 * px["sharp"]
+
+
 def test_lines_are_darker_than_their_surroundings() -> None:
     diffs = []
     for seed in range(8):
