@@ -69,20 +69,52 @@ def bench_inference(predictor: Predictor, images: list[np.ndarray], batch: int) 
     return _rate(len(images), time.perf_counter() - t0)
 
 
-def bench_post(probs: list[np.ndarray], threshold: float) -> tuple[dict[str, float], list]:
-    """Post-processing per frame, and the share of it that is the threshold alone: one pass over
-    the (N, H, W) float32 stack, bound by memory bandwidth, which no change to the line steps
-    can remove."""
-    out = []
-    t0, c0 = time.perf_counter(), time.process_time()
-    for p in probs:
-        out.append(extract_lines(p, threshold, with_labels=False)[0])
-    report = _rate(len(probs), time.perf_counter() - t0, time.process_time() - c0)
+def bench_post(probs: list[np.ndarray], threshold: float, repeat: int = 5) -> tuple[dict[str, float], list]:
+    """Post-processing per frame over ``repeat`` passes (the figure is the median pass: one pass is
+    at the mercy of whatever else the machine does), and the share of it that is the threshold
+    alone: one pass over the (N, H, W) float32 stack, bound by memory bandwidth, which no change to
+    the line steps can remove."""
+    passes, cpu = [], []
+    for _ in range(repeat):
+        out = []
+        t0, c0 = time.perf_counter(), time.process_time()
+        for p in probs:
+            out.append(extract_lines(p, threshold, with_labels=False)[0])
+        passes.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    k = int(np.argsort(passes)[len(passes) // 2])
+    report = _rate(len(probs), passes[k], cpu[k])
+    report["passes"] = repeat
+    report["best_pass_ms_per_frame"] = round(1000 * min(passes) / len(probs), 3)
+    report["worst_pass_ms_per_frame"] = round(1000 * max(passes) / len(probs), 3)
     c0 = time.process_time()
     for p in probs:
         np.greater(p, threshold)
     report["threshold_cpu_ms_per_frame"] = round(1000 * (time.process_time() - c0) / len(probs), 3)
     return report, out
+
+
+def targets(report: dict) -> dict[str, dict]:
+    """Issue 5's targets against the figures just measured (the GPU one only where CUDA ran)."""
+    out = {
+        "post_ms_per_frame_le_8": report["post"]["ms_per_frame"],
+        "decode_frame_per_s_ge_1000": report["decode"]["frame_per_s"],
+        "cpu_end_to_end_over_inference_ge_0.8": report["cpu"]["end_to_end_over_inference"],
+    }
+    if "cuda" in report:
+        out["gpu_end_to_end_frame_per_s_ge_400"] = report["cuda"]["end_to_end"]["frame_per_s"]
+    limits = {
+        "post_ms_per_frame_le_8": (None, 8.0),
+        "decode_frame_per_s_ge_1000": (1000.0, None),
+        "cpu_end_to_end_over_inference_ge_0.8": (0.8, None),
+        "gpu_end_to_end_frame_per_s_ge_400": (400.0, None),
+    }
+    result = {}
+    for name, value in out.items():
+        lo, hi = limits[name]
+        met = (lo is None or value >= lo) and (hi is None or value <= hi)
+        result[name] = {"measured": value, "met": bool(met)}
+    return result
 
 
 def bench_tracking(frames_lines: list, images: list[np.ndarray]) -> tuple[dict[str, float], list]:
@@ -171,6 +203,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     report = run(args)
+    report["targets"] = targets(report)
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
