@@ -37,7 +37,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-masks", type=int, default=20, help="output masks = max dislocations per image")
 
 
-def _add_loop_args(p: argparse.ArgumentParser, *, epochs: int, steps: int, lr: float) -> None:
+def _add_loop_args(
+    p: argparse.ArgumentParser, *, epochs: int, steps: int, lr: float, ignore_beyond: int = 0
+) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--out", help="run folder (checkpoints, history.csv, history.png); required")
     g.add_argument("--epochs", type=int, default=epochs)
@@ -52,6 +54,13 @@ def _add_loop_args(p: argparse.ArgumentParser, *, epochs: int, steps: int, lr: f
         help="true-to-predicted mask matching in the loss",
     )
     g.add_argument("--empty-weight", type=float, default=1.0, help="weight of the spare-channels-empty term")
+    g.add_argument(
+        "--ignore-beyond",
+        type=int,
+        default=ignore_beyond,
+        help="score only pixels within this many px of a labelled line (0: the whole image); for "
+        "frames whose labels mark only some dislocations",
+    )
     g.add_argument("--crop", type=_size, default=(256, 256), help="training crop, N or HxW")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
     g.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -160,7 +169,9 @@ def _loop_config(args: argparse.Namespace, data, model):
         raise ValueError("--out is required (the run folder)")
     return TrainConfig(
         model=model,
-        loss=LossConfig(matching=args.matching, empty_weight=args.empty_weight),
+        loss=LossConfig(
+            matching=args.matching, empty_weight=args.empty_weight, ignore_beyond_px=args.ignore_beyond
+        ),
         data=data,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -3,6 +3,12 @@
 The network has N output channels and an image holds n ≤ N dislocations in no particular order, so
 each true mask is first matched to one predicted channel and the Dice losses of matched pairs are
 averaged. Channels left unmatched are pushed towards empty so that spare channels stay quiet.
+
+Hand-labelled real frames mark only some dislocations. Scored over the whole image, every
+unlabelled line the network finds counts against it, and fine-tuning teaches it to ignore real
+lines. ``ignore_beyond_px`` scores only pixels within that distance of a labelled line, so the loss
+still separates and sharpens the labelled lines (and their duplicates) but says nothing about the
+unlabelled rest of the frame.
 """
 
 from __future__ import annotations
@@ -20,11 +26,19 @@ Matching = Literal["greedy", "optimal"]
 @dataclass(frozen=True)
 class LossConfig:
     """``matching``: the paper's greedy order or the optimal assignment; ``empty_weight`` scales the
-    push-to-empty term (mean probability of each unmatched channel)."""
+    push-to-empty term (mean probability of each unmatched channel); ``ignore_beyond_px`` > 0 scores
+    only pixels within that many px (chessboard distance) of a true mask: for partial labels."""
 
     matching: Matching = "optimal"
     empty_weight: float = 1.0
     smooth: float = 1.0
+    ignore_beyond_px: int = 0
+
+
+def label_band(truth: torch.Tensor, px: int) -> torch.Tensor:
+    """(H, W) 1 within ``px`` px (chessboard) of any of the (T, H, W) true masks, else 0."""
+    union = truth.amax(0).to(torch.float32)[None, None]
+    return torch.nn.functional.max_pool2d(union, 2 * px + 1, stride=1, padding=px)[0, 0]
 
 
 def dice_loss_matrix(probs: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -67,6 +81,12 @@ def match(cost: np.ndarray, matching: Matching) -> tuple[np.ndarray, np.ndarray]
 def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> torch.Tensor:
     """Loss of one image: ``probs`` (P, H, W) in [0, 1], ``truth`` (T, H, W) with T ≥ 0 masks."""
     n_pred = probs.shape[0]
+    weight = None
+    if config.ignore_beyond_px > 0:
+        if truth.shape[0] == 0:
+            return probs.sum() * 0.0  # nothing labelled: nothing to score (keeps the graph)
+        weight = label_band(truth, config.ignore_beyond_px).to(probs.dtype)
+        probs = probs * weight
     matched = torch.zeros(n_pred, dtype=torch.bool, device=probs.device)
     dice = probs.new_zeros(())
     if truth.shape[0] > 0:
@@ -75,7 +95,12 @@ def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> 
         dice = cost[torch.as_tensor(rows), torch.as_tensor(cols)].mean()
         matched[torch.as_tensor(cols, device=probs.device)] = True
     spare = probs[~matched]
-    empty = spare.flatten(1).mean(1).mean() if spare.shape[0] else probs.new_zeros(())
+    if not spare.shape[0]:
+        empty = probs.new_zeros(())
+    elif weight is None:
+        empty = spare.flatten(1).mean(1).mean()
+    else:
+        empty = spare.flatten(1).sum(1).mean() / weight.sum()
     return dice + config.empty_weight * empty
 
 

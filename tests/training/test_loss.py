@@ -76,3 +76,29 @@ def test_image_without_dislocations_only_asks_for_empty_masks():
 
     logits = torch.full((1, 4, 16, 16), -10.0)
     assert float(matched_dice_loss(logits, torch.zeros(1, 4, 16, 16), torch.tensor([0]), LossConfig())) < 1e-3
+
+
+def test_ignore_beyond_scores_only_pixels_near_labelled_lines() -> None:
+    """A channel that also fires on an unlabelled line far away loses nothing with the band on."""
+    import torch
+
+    from dislotrack.training.loss import LossConfig, image_loss
+
+    truth = torch.zeros(1, 64, 64)
+    truth[0, 10:12, 5:60] = 1
+    clean = torch.zeros(3, 64, 64)
+    clean[0] = truth[0]
+    extra = clean.clone()
+    extra[0, 40:42, 5:60] = 1  # an unlabelled line in the matched channel
+    extra[1, 50:52, 5:60] = 1  # and one in a spare channel
+    whole = LossConfig(ignore_beyond_px=0)
+    band = LossConfig(ignore_beyond_px=6)
+    assert image_loss(extra, truth, whole) > image_loss(clean, truth, whole) + 0.1
+    assert float(image_loss(extra, truth, band)) == pytest.approx(float(image_loss(clean, truth, band)))
+    near = clean.clone()
+    near[1, 13:15, 5:60] = 1  # a duplicate beside the labelled line is still punished
+    assert image_loss(near, truth, band) > image_loss(clean, truth, band) + 0.05
+    nothing = torch.rand(3, 64, 64, requires_grad=True)
+    loss = image_loss(nothing, torch.zeros(0, 64, 64), band)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and nothing.grad is not None
