@@ -25,9 +25,9 @@ from scipy import ndimage
 from scipy.linalg.lapack import dgtsv
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, dijkstra
-from skimage.morphology import skeletonize
 
 from dislotrack.runtime.results import N_POINTS, Line
+from dislotrack.runtime.thinning import lee_skeleton
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 _PACK_WIDTH = 512  # canvas width for thinning many crops in one call (wider crops widen it)
@@ -362,7 +362,7 @@ def skeleton_rows(masks: Sequence[np.ndarray], bridges: Sequence[int]) -> tuple[
     for k, ((a, b), (h, w), (y, x)) in enumerate(zip(works, shapes, origins, strict=True)):
         canvas[y + b : y + b + a.shape[0], x + b : x + b + a.shape[1]] = a
         owner[y : y + h, x : x + w] = k
-    ys, xs, table = neighbour_table(skeletonize(canvas, method="lee").astype(bool))
+    ys, xs, table = neighbour_table(lee_skeleton(canvas))
     of = owner[ys, xs]  # nodes of each crop, in its raster order (the canvas's order within a box)
     linked = table >= 0
     degree = np.bitwise_count(linked.view(np.uint64)).ravel().astype(np.int64)  # 8 bools: a word
