@@ -83,7 +83,7 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
     return candidate, simple
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _code(flat, i, width):
     return (
         flat[i - width - 1]
@@ -97,7 +97,7 @@ def _code(flat, i, width):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _thin(mask, candidate, simple):
     """skimage's loop over the four in-plane border directions (its order: row above, row below,
     column right, column left), until a whole round removes nothing. The mask is copied into a
