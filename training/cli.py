@@ -35,6 +35,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="U-Net++ decoder channels, comma-separated (smp default: 256,128,64,32,16)",
     )
     g.add_argument("--n-masks", type=int, default=20, help="output masks = max dislocations per image")
+    g.add_argument(
+        "--local-contrast",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="divide the input by its local grey spread in a Gaussian window of this sigma (px) "
+        "inside the network (0: off)",
+    )
 
 
 def _add_loop_args(
@@ -196,7 +204,12 @@ def _run_train(args: argparse.Namespace) -> int:
     from dislotrack.training.model import ModelConfig
     from dislotrack.training.train import train
 
-    model = ModelConfig(encoder=args.encoder, n_masks=args.n_masks, decoder_channels=args.decoder_channels)
+    model = ModelConfig(
+        encoder=args.encoder,
+        n_masks=args.n_masks,
+        decoder_channels=args.decoder_channels,
+        local_contrast_px=args.local_contrast,
+    )
     data = DataConfig(
         preset=args.preset,
         seed=args.seed,
@@ -212,7 +225,7 @@ def _run_train(args: argparse.Namespace) -> int:
         from dislotrack.training.export import init_record, load_weights
 
         weights = load_weights(args.init)
-        if weights.model != model:
+        if not weights.model.same_weights(model):
             raise ValueError(f"--init {args.init} is a {weights.model}, the options ask for a {model}")
         init = weights.state
         config = dataclasses.replace(config, init=init_record(args.init, weights))

@@ -3,6 +3,11 @@
 The network outputs logits (one channel per candidate dislocation); the sigmoid is applied by
 ``ProbsModel`` so that training can use numerically stable logits while the exported ONNX graph
 returns probabilities, as the model-file contract requires.
+
+Real dislocations are often fainter against their surroundings than synthetic ones, and how faint
+varies across a frame. With ``local_contrast_px`` the network first divides its input by the local
+grey-level spread (a fixed Gaussian window, no weights), in training and inside the exported graph
+alike, so that the runtime feeds frames exactly as before.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ class ModelConfig:
     encoder_depth: int = 5
     mean: float = 0.5
     std: float = 0.25
+    local_contrast_px: float = 0.0  # sigma of the local-contrast window (0: global normalisation only)
+    local_contrast_floor: float = 0.01  # least local spread divided by (grey units): flat areas stay flat
+
+    def same_weights(self, other: ModelConfig) -> bool:
+        """Whether ``other``'s trained weights fit this network (input handling may differ)."""
+        shape = ("encoder", "n_masks", "decoder_channels", "encoder_depth")
+        return all(getattr(self, k) == getattr(other, k) for k in shape)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -46,6 +58,38 @@ class ModelConfig:
         return cls(**kw)
 
 
+class LocalContrast(nn.Module):
+    """``x -> (x - m) / sqrt(v + floor²)`` with m, v the Gaussian-weighted local mean and variance.
+
+    No trainable state (the kernel is a non-persistent buffer), so weights move freely between
+    networks with and without it. Computed in float32 even under autocast: a 3-sigma Gaussian sum
+    in bfloat16 would blur the faint differences this is meant to bring out."""
+
+    def __init__(self, sigma: float, floor: float) -> None:
+        super().__init__()
+        self.radius = max(1, int(3 * sigma + 0.5))
+        t = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+        self.register_buffer("kernel", kernel / kernel.sum(), persistent=False)
+        self.floor = float(floor)
+
+    def blur(self, x: torch.Tensor) -> torch.Tensor:
+        r, k = self.radius, self.kernel.to(x.dtype)
+        x = nn.functional.pad(x, (r, r, r, r), mode="replicate")
+        x = nn.functional.conv2d(x, k.view(1, 1, 1, -1))
+        return nn.functional.conv2d(x, k.view(1, 1, -1, 1))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        d = x - self.blur(x)
+        return d / torch.sqrt(self.blur(d * d) + self.floor**2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return self.normalise(x.float())
+        return self.normalise(x)
+
+
 def build_model(config: ModelConfig) -> nn.Module:
     """U-Net++ with 1 input channel and ``n_masks`` logit outputs; never downloads weights."""
     import segmentation_models_pytorch as smp
@@ -54,7 +98,25 @@ def build_model(config: ModelConfig) -> nn.Module:
         raise ValueError(
             f"decoder_channels needs {config.encoder_depth} entries, got {len(config.decoder_channels)}"
         )
-    return smp.UnetPlusPlus(
+    if config.local_contrast_px > 0:
+
+        class LocalContrastUnetPlusPlus(smp.UnetPlusPlus):
+            """smp's U-Net++ behind a ``LocalContrast`` step; same parameters, same state-dict keys."""
+
+            def __init__(self, **kwargs) -> None:
+                super().__init__(**kwargs)
+                # the input is already (grey - mean) / std, so the floor is in those units too
+                self.local_contrast = LocalContrast(
+                    config.local_contrast_px, config.local_contrast_floor / config.std
+                )
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return super().forward(self.local_contrast(x))
+
+        cls = LocalContrastUnetPlusPlus
+    else:
+        cls = smp.UnetPlusPlus
+    return cls(
         encoder_name=config.encoder,
         encoder_depth=config.encoder_depth,
         encoder_weights=None,
