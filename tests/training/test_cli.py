@@ -23,6 +23,7 @@ def test_subcommands_parse():
     parser = build_parser()
     args = parser.parse_args(["train", "--out", "run", "--crop", "128", "--matching", "greedy"])
     assert args.crop == (128, 128) and args.matching == "greedy" and args.action is None
+    assert args.ignore_beyond == 0 and args.local_contrast == 0.0  # synthetic labels are complete
     args = parser.parse_args(
         [
             "train",
@@ -40,6 +41,7 @@ def test_subcommands_parse():
         ]
     )
     assert args.action == "finetune" and args.first == 10 and args.source == "m.onnx"
+    assert args.ignore_beyond == 12  # real labels are partial
     args = parser.parse_args(["evaluate", "--synthetic", "5"])
     assert args.synthetic == 5 and args.model is None
     with pytest.raises(SystemExit):
