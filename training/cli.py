@@ -63,6 +63,12 @@ def _add_loop_args(
     )
     g.add_argument("--empty-weight", type=float, default=1.0, help="weight of the spare-channels-empty term")
     g.add_argument(
+        "--empty",
+        choices=("mean", "area"),
+        default="mean",
+        help="spare-channel term: mean probability, or summed probability over the labelled area",
+    )
+    g.add_argument(
         "--ignore-beyond",
         type=int,
         default=ignore_beyond,
@@ -179,7 +185,10 @@ def _loop_config(args: argparse.Namespace, data, model):
     return TrainConfig(
         model=model,
         loss=LossConfig(
-            matching=args.matching, empty_weight=args.empty_weight, ignore_beyond_px=args.ignore_beyond
+            matching=args.matching,
+            empty_weight=args.empty_weight,
+            ignore_beyond_px=args.ignore_beyond,
+            empty=args.empty,
         ),
         data=data,
         batch_size=args.batch_size,

@@ -102,3 +102,25 @@ def test_ignore_beyond_scores_only_pixels_near_labelled_lines() -> None:
     loss = image_loss(nothing, torch.zeros(0, 64, 64), band)
     loss.backward()
     assert float(loss.detach()) == 0.0 and nothing.grad is not None
+
+
+def test_area_empty_term_makes_a_false_line_cost_like_a_missed_one() -> None:
+    import torch
+
+    from dislotrack.training.loss import LossConfig, image_loss
+
+    truth = torch.zeros(1, 128, 128)
+    truth[0, 10:13, 10:110] = 1
+    clean = torch.zeros(16, 128, 128)
+    clean[0] = truth[0]
+    false = clean.clone()
+    false[5, 60:63, 10:110] = 1  # a line where none is labelled, in a spare channel
+    missed = clean.clone()
+    missed[0] = 0
+    mean, area = LossConfig(empty="mean"), LossConfig(empty="area")
+    assert float(image_loss(false, truth, mean) - image_loss(clean, truth, mean)) < 0.01
+    cost_false = float(image_loss(false, truth, area) - image_loss(clean, truth, area))
+    cost_missed = float(image_loss(missed, truth, area) - image_loss(clean, truth, area))
+    assert 0.5 < cost_false < 1.0 and 0.5 < cost_missed <= 1.0
+    empty_image = float(image_loss(false, torch.zeros(0, 128, 128), area))
+    assert empty_image == pytest.approx(600 / 200)  # no labels: both lines are false, over empty_area_px
