@@ -64,9 +64,10 @@ def _add_loop_args(
     g.add_argument("--empty-weight", type=float, default=1.0, help="weight of the spare-channels-empty term")
     g.add_argument(
         "--empty",
-        choices=("mean", "area"),
+        choices=("mean", "area", "outside"),
         default="mean",
-        help="spare-channel term: mean probability, or summed probability over the labelled area",
+        help="spare-channel term: mean probability; summed probability over the labelled area; or "
+        "that sum outside the labelled lines only (plus the mean)",
     )
     g.add_argument(
         "--ignore-beyond",

@@ -21,7 +21,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 Matching = Literal["greedy", "optimal"]
-EmptyTerm = Literal["mean", "area"]
+EmptyTerm = Literal["mean", "area", "outside"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class LossConfig:
     nearly free (a 1000 px line in one of 15 spare channels of a 256² crop costs 0.001, against ~1
     for a missed one); ``"area"`` is the summed probability of the unmatched channels over the
     labelled area (+ ``empty_area_px``), so a false line costs about what a missed line of the same
-    size does."""
+    size does; ``"outside"`` counts only the probability outside every labelled line in the same way
+    (plus the mean term): a network that spreads one dislocation over several channels is not
+    punished for it, only for marking what is not a dislocation (slip traces, texture)."""
 
     matching: Matching = "optimal"
     empty_weight: float = 1.0
@@ -108,6 +110,10 @@ def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> 
         empty = probs.new_zeros(())
     elif config.empty == "area":
         empty = spare.sum() / (truth.sum() + config.empty_area_px)
+    elif config.empty == "outside":
+        union = truth.amax(0).to(spare.dtype) if truth.shape[0] else spare.new_zeros(spare.shape[1:])
+        outside = (spare * (1 - union)).sum() / (truth.sum() + config.empty_area_px)
+        empty = outside + spare.flatten(1).mean(1).mean()
     elif weight is None:
         empty = spare.flatten(1).mean(1).mean()
     else:

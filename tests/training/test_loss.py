@@ -124,3 +124,26 @@ def test_area_empty_term_makes_a_false_line_cost_like_a_missed_one() -> None:
     assert 0.5 < cost_false < 1.0 and 0.5 < cost_missed <= 1.0
     empty_image = float(image_loss(false, torch.zeros(0, 128, 128), area))
     assert empty_image == pytest.approx(600 / 200)  # no labels: both lines are false, over empty_area_px
+
+
+def test_outside_empty_term_punishes_false_lines_but_not_split_true_ones() -> None:
+    import torch
+
+    from dislotrack.training.loss import LossConfig, image_loss
+
+    truth = torch.zeros(1, 128, 128)
+    truth[0, 10:13, 10:110] = 1
+    clean = torch.zeros(16, 128, 128)
+    clean[0] = truth[0]
+    split = clean.clone()
+    split[0, :, 60:] = 0
+    split[7, 10:13, 60:110] = 1  # the same line's second half in another channel
+    false = clean.clone()
+    false[5, 60:63, 10:110] = 1
+    outside, area = LossConfig(empty="outside"), LossConfig(empty="area")
+    base = float(image_loss(clean, truth, outside))
+    cost_false = float(image_loss(false, truth, outside)) - base
+    split_outside = float(image_loss(split, truth, outside)) - base
+    split_area = float(image_loss(split, truth, area)) - float(image_loss(clean, truth, area))
+    assert cost_false > 0.5
+    assert split_outside < split_area - 0.2  # only the Dice of the half-found line, not its other half
