@@ -78,16 +78,24 @@ def test_image_without_dislocations_only_asks_for_empty_masks():
     assert float(matched_dice_loss(logits, torch.zeros(1, 4, 16, 16), torch.tensor([0]), LossConfig())) < 1e-3
 
 
+def _one_line(channels: int, size: int, rows: slice, cols: slice):
+    """One labelled line and a prediction that holds exactly it in channel 0."""
+    import torch
+
+    truth = torch.zeros(1, size, size)
+    truth[0, rows, cols] = 1
+    clean = torch.zeros(channels, size, size)
+    clean[0] = truth[0]
+    return truth, clean
+
+
 def test_ignore_beyond_scores_only_pixels_near_labelled_lines() -> None:
     """A channel that also fires on an unlabelled line far away loses nothing with the band on."""
     import torch
 
     from dislotrack.training.loss import LossConfig, image_loss
 
-    truth = torch.zeros(1, 64, 64)
-    truth[0, 10:12, 5:60] = 1
-    clean = torch.zeros(3, 64, 64)
-    clean[0] = truth[0]
+    truth, clean = _one_line(3, 64, slice(10, 12), slice(5, 60))
     extra = clean.clone()
     extra[0, 40:42, 5:60] = 1  # an unlabelled line in the matched channel
     extra[1, 50:52, 5:60] = 1  # and one in a spare channel
@@ -109,10 +117,7 @@ def test_area_empty_term_makes_a_false_line_cost_like_a_missed_one() -> None:
 
     from dislotrack.training.loss import LossConfig, image_loss
 
-    truth = torch.zeros(1, 128, 128)
-    truth[0, 10:13, 10:110] = 1
-    clean = torch.zeros(16, 128, 128)
-    clean[0] = truth[0]
+    truth, clean = _one_line(16, 128, slice(10, 13), slice(10, 110))
     false = clean.clone()
     false[5, 60:63, 10:110] = 1  # a line where none is labelled, in a spare channel
     missed = clean.clone()
@@ -127,14 +132,9 @@ def test_area_empty_term_makes_a_false_line_cost_like_a_missed_one() -> None:
 
 
 def test_outside_empty_term_punishes_false_lines_but_not_split_true_ones() -> None:
-    import torch
-
     from dislotrack.training.loss import LossConfig, image_loss
 
-    truth = torch.zeros(1, 128, 128)
-    truth[0, 10:13, 10:110] = 1
-    clean = torch.zeros(16, 128, 128)
-    clean[0] = truth[0]
+    truth, clean = _one_line(16, 128, slice(10, 13), slice(10, 110))
     split = clean.clone()
     split[0, :, 60:] = 0
     split[7, 10:13, 60:110] = 1  # the same line's second half in another channel
