@@ -36,7 +36,7 @@ class ModelConfig:
     mean: float = 0.5
     std: float = 0.25
     local_contrast_px: float = 0.0  # sigma of the local-contrast window (0: global normalisation only)
-    local_contrast_floor: float = 0.01  # least local spread divided by (grey units): flat areas stay flat
+    local_contrast_floor: float = 0.01  # floor on the local spread (grey units): flat areas stay flat
 
     def same_weights(self, other: ModelConfig) -> bool:
         """Whether ``other``'s trained weights fit this network (input handling may differ)."""
