@@ -377,11 +377,37 @@ def _shipped_names() -> tuple[str, ...]:
     return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml")))
 
 
+def _shipped_data(name: str) -> dict[str, Any]:
+    res = resources.files("dislotrack.runtime.synth") / "presets" / f"{name}.toml"
+    return tomllib.loads(res.read_text(encoding="utf-8"))
+
+
+def with_base(data: dict[str, Any], chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Preset data with ``base = "<shipped preset>"`` resolved: the base's values, section by
+    section overridden by this file's, so a variant names only what it changes."""
+    base = data.get("base")
+    if base is None:
+        return data
+    if base in chain:
+        raise ValueError(f"invalid synth parameters: preset base cycle {' -> '.join((*chain, base))}")
+    if base not in _shipped_names():
+        raise ValueError(f"invalid synth parameters: unknown base preset {base!r}")
+    merged = with_base(_shipped_data(base), (*chain, base))
+    out = {k: v for k, v in merged.items() if k != "name"}
+    for key, value in data.items():
+        if key == "base":
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 @functools.cache
 def _shipped_preset(name: str) -> SynthConfig:
     """Parsed once per process: package data does not change, and parsing costs ~10 % of an image."""
-    res = resources.files("dislotrack.runtime.synth") / "presets" / f"{name}.toml"
-    data = tomllib.loads(res.read_text(encoding="utf-8"))
+    data = with_base(_shipped_data(name), (name,))
     data.setdefault("name", name)
     return SynthConfig.from_dict(data)
 
@@ -402,7 +428,7 @@ def load_preset(preset: str | Path | SynthConfig | dict) -> SynthConfig:
         path = Path(text)
         if not path.is_file():
             raise ValueError(f"invalid synth parameters: preset file {path} not found")
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = with_base(tomllib.loads(path.read_text(encoding="utf-8")))
         data.setdefault("name", path.stem)
         return SynthConfig.from_dict(data)
     names = list_presets()

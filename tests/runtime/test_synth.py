@@ -37,7 +37,7 @@ def _on_border(pt: np.ndarray, shape: tuple[int, int], tol: float = 1e-6) -> boo
     return min(pt[0], pt[1], w - 1 - pt[0], h - 1 - pt[1]) <= tol
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide"])
 def test_presets_are_shipped_data(preset: str) -> None:
     assert preset in list_presets()
     cfg = load_preset(preset)
@@ -45,7 +45,7 @@ def test_presets_are_shipped_data(preset: str) -> None:
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide"])
 def test_sample_contract(preset: str) -> None:
     for seed in SEEDS:
         s = generate(preset, seed=seed, size=SIZE)
@@ -70,7 +70,7 @@ def test_default_size_and_m2_counts() -> None:
     assert max(counts) > 4, "m2 should produce several pile-ups' worth of lines"
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide"])
 def test_regenerate_is_bit_identical(preset: str, tmp_path) -> None:
     s = generate(preset, seed=11, size=SIZE, dots=(5, 10))
     path = tmp_path / "sample.json"
@@ -81,6 +81,39 @@ def test_regenerate_is_bit_identical(preset: str, tmp_path) -> None:
         assert again.labels.tobytes() == s.labels.tobytes()
         assert all(np.array_equal(a, b) for a, b in zip(again.lines, s.lines, strict=True))
         assert again.params == json.loads(json.dumps(s.params))
+
+
+def test_m2_wide_changes_only_the_width_and_darkness_of_m2s_lines() -> None:
+    m2, wide = load_preset("m2"), load_preset("m2-wide")
+    for section in ("background", "pileups", "distractors"):
+        assert getattr(wide, section) == getattr(m2, section)
+    assert wide.max_lines == m2.max_lines
+    changed = {k for k, v in wide.style.__dict__.items() if v != getattr(m2.style, k)}
+    assert changed == {"thickness", "thickness_power", "darkness"}
+    assert wide.style.thickness[1] > m2.style.thickness[1]
+
+
+def test_a_preset_file_names_only_what_it_changes_from_its_base(tmp_path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('base = "m2"\n[pileups]\nlines = [2, 3]\n')
+    mine, m2 = load_preset(path), load_preset("m2")
+    assert mine.name == "mine"
+    assert mine.pileups.lines == (2, 3)
+    assert mine.pileups.spacing == m2.pileups.spacing
+    assert mine.style == m2.style and mine.background == m2.background
+
+
+def test_a_base_must_be_a_shipped_preset_without_cycles(tmp_path, monkeypatch) -> None:
+    from dislotrack.runtime.synth import config
+
+    path = tmp_path / "mine.toml"
+    path.write_text('base = "m9"\n')
+    with pytest.raises(ValueError, match="unknown base preset 'm9'"):
+        load_preset(path)
+    monkeypatch.setattr(config, "_shipped_names", lambda: ("a", "b"))
+    monkeypatch.setattr(config, "_shipped_data", lambda name: {"base": "b" if name == "a" else "a"})
+    with pytest.raises(ValueError, match="cycle a -> b -> a"):
+        config.with_base({"base": "a"})
 
 
 def test_regenerate_uses_the_recorded_config_not_the_preset_file() -> None:

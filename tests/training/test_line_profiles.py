@@ -1,0 +1,70 @@
+"""scripts/line_profiles.py: width and depth of lines of known profile, and labels off the core."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from drawing import curve, line_mask
+from scipy import ndimage
+
+from dislotrack.training.evaluate import Labelled
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "line_profiles.py"
+SHAPE = (120, 160)
+
+
+@pytest.fixture(scope="module")
+def profiles():
+    spec = importlib.util.spec_from_file_location("line_profiles", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _frame(fwhm: float, darkness: float, label_shift: float = 0.0, noise: float = 0.01) -> Labelled:
+    """A bowed line darkening a 0.6 grey background by ``darkness`` with a Gaussian profile, labelled
+    ``label_shift`` px beside its core."""
+    xy = curve(20, 30, 140, 90, bow=15)
+    seed = ~line_mask(SHAPE, xy, half_width=0.5)
+    dist = ndimage.distance_transform_edt(seed)
+    sigma = fwhm / 2.3548
+    rng = np.random.default_rng(3)
+    image = 0.6 * (1 - darkness * np.exp(-(dist**2) / (2 * sigma**2))) + rng.normal(0, noise, SHAPE)
+    label = line_mask(SHAPE, xy + np.array([0.0, label_shift]), half_width=1.0)
+    return Labelled("line", image.astype(np.float32), label[None])
+
+
+@pytest.mark.parametrize("fwhm", [3.0, 5.0])
+def test_width_and_depth_of_a_known_line(profiles, fwhm: float) -> None:
+    (p,) = profiles.line_profiles(_frame(fwhm, 0.3))
+    assert abs(p.width_px - fwhm) <= 1.0
+    # the background is read 5-8 px beside the core, where a wide line's tail still darkens a little
+    assert 0.25 <= p.depth <= 0.31
+    assert p.cnr > 10 and p.local > 0
+
+
+def test_wider_fainter_lines_measure_wider_and_fainter(profiles) -> None:
+    (thin,) = profiles.line_profiles(_frame(3.0, 0.3))
+    (wide,) = profiles.line_profiles(_frame(6.0, 0.15))
+    assert wide.width_px > thin.width_px + 1.5
+    assert wide.depth < thin.depth / 1.5
+
+
+def test_a_label_beside_the_core_still_finds_the_core(profiles) -> None:
+    (on,) = profiles.line_profiles(_frame(4.0, 0.3))
+    (off,) = profiles.line_profiles(_frame(4.0, 0.3, label_shift=2.0))
+    assert abs(off.depth - on.depth) <= 0.03
+    assert abs(off.width_px - on.width_px) <= 1.0
+
+
+def test_summary_prints_quartiles_of_each_figure(profiles) -> None:
+    rows = [profiles.line_profiles(_frame(w, 0.2))[0] for w in (3.0, 4.0, 5.0)]
+    text = profiles.summary("test", rows)
+    assert text.splitlines()[0] == "test: 3 lines"
+    assert [ln.split()[0] for ln in text.splitlines()[1:]] == ["width_px", "depth", "cnr", "local"]
