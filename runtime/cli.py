@@ -72,6 +72,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the model's)")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument(
+        "--no-join",
+        action="store_true",
+        help="one line per mask piece: do not join pieces that continue each other end to end",
+    )
 
 
 def _options(args: argparse.Namespace, **changes):
@@ -81,6 +86,8 @@ def _options(args: argparse.Namespace, **changes):
     from dislotrack.runtime.pipeline import PipelineConfig
 
     pipeline = PipelineConfig(post_workers=getattr(args, "post_workers", None))
+    if args.no_join:
+        pipeline = replace(pipeline, lines=replace(pipeline.lines, join_gap_px=0.0))
     if getattr(args, "tile_above", None):
         pipeline = replace(pipeline, tiling=replace(pipeline.tiling, max_side=args.tile_above))
     base = ProcessOptions(

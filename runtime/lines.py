@@ -51,6 +51,14 @@ class LineConfig:
     max_width_px: float = 20.0  # wider than this (pixels / bounding-box diagonal) is a blob, not a line
     smooth_px: float = 2.0  # Gaussian smoothing of the skeleton path before the spline (staircase)
     n_points: int = N_POINTS
+    # a curved dislocation often changes mask where it turns: pieces whose ends continue each other
+    # (gap up to join_gap_px, or overlapping up to join_overlap_px, ends within join_lateral_px of
+    # each other's direction, directions within join_angle_deg) are one line; 0 turns joining off
+    join_gap_px: float = 8.0
+    join_overlap_px: float = 6.0
+    join_lateral_px: float = 2.5
+    join_angle_deg: float = 35.0
+    join_tangent_px: float = 6.0  # an end's direction: from the point this far along the line
 
 
 @dataclass(frozen=True)
@@ -579,13 +587,102 @@ def candidate_rows(cands: Sequence[Candidate], config: LineConfig) -> tuple[np.n
     return rc[:, ::-1] + np.repeat(origin, found, axis=0), lengths
 
 
-def paint_labels(shape: tuple[int, int], cands: Sequence[Candidate]) -> np.ndarray:
-    """(H, W) uint16 label image: i + 1 on the pixels of ``cands[i]``."""
+def paint_labels(
+    shape: tuple[int, int], cands: Sequence[Candidate], ids: Sequence[int] | None = None
+) -> np.ndarray:
+    """(H, W) uint16 label image: ``ids[i]`` (default i + 1) on the pixels of ``cands[i]``."""
     labels = np.zeros(shape, dtype=np.uint16)
     for i, c in enumerate(cands):
         y0, x0, y1, x1 = c.bbox
-        labels[y0:y1, x0:x1][c.mask] = i + 1
+        labels[y0:y1, x0:x1][c.mask] = i + 1 if ids is None else ids[i]
     return labels
+
+
+def line_ends(pts: np.ndarray, length: np.ndarray, tangent_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ends of (L, P, 2) equally spaced lines as (2L, 2) points and outward unit directions: rows
+    0..L-1 are the first points, L..2L-1 the last; a direction comes from the point ``tangent_px``
+    inside the line (at least one step, at most the other end)."""
+    n_lines, n = pts.shape[:2]
+    step = np.maximum(length / max(n - 1, 1), 1e-9)
+    k = np.clip(np.round(tangent_px / step).astype(np.int64), 1, n - 1)
+    rows = np.arange(n_lines)
+    ends = np.concatenate([pts[:, 0], pts[:, -1]]).astype(np.float64)
+    inner = np.concatenate([pts[rows, k], pts[rows, n - 1 - k]]).astype(np.float64)
+    out = ends - inner
+    return ends, out / np.maximum(np.hypot(out[:, 0], out[:, 1]), 1e-9)[:, None]
+
+
+def continuation_chains(
+    pts: np.ndarray, length: np.ndarray, config: LineConfig
+) -> list[list[tuple[int, bool]]]:
+    """Lines, (L, P, 2) points and lengths, grouped into chains that continue each other end to end:
+    each chain lists (line, reversed) in order along it; unjoined lines are chains of one.
+
+    Ends a and b may join when each lies ahead of the other along the other's outward direction
+    (at most ``join_gap_px`` ahead, or ``join_overlap_px`` behind: two masks often overlap where
+    they meet), within ``join_lateral_px`` (+ 30 % of the gap) of it, and the two directions are
+    opposed within ``join_angle_deg``. Neighbours in a pile-up end side by side with parallel
+    directions, so they never qualify. Closest ends join first; each end joins once; no loops.
+    """
+    n_lines = len(pts)
+    if n_lines < 2 or config.join_gap_px <= 0:
+        return [[(i, False)] for i in range(n_lines)]
+    ends, out = line_ends(pts, length, config.join_tangent_px)
+    gap = ends[None] - ends[:, None]  # gap[a, b]: from end a to end b
+    along = np.einsum("abk,ak->ab", gap, out)
+    lateral = np.abs(gap[..., 0] * out[:, None, 1] - gap[..., 1] * out[:, None, 0])
+    ahead = (along >= -config.join_overlap_px) & (along <= config.join_gap_px)
+    aimed = ahead & (lateral <= config.join_lateral_px + 0.3 * np.maximum(along, 0.0))
+    opposed = -(out @ out.T) >= np.cos(np.deg2rad(config.join_angle_deg))
+    line = np.arange(2 * n_lines) % n_lines
+    ok = aimed & aimed.T & opposed & (line[:, None] != line[None])
+    a, b = np.nonzero(np.triu(ok))
+    if not a.size:
+        return [[(i, False)] for i in range(n_lines)]
+    order = np.argsort(np.hypot(gap[a, b, 0], gap[a, b, 1]), kind="stable")
+    root = list(range(n_lines))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    partner: dict[int, int] = {}
+    for ea, eb in zip(a[order].tolist(), b[order].tolist(), strict=True):
+        la, lb = find(ea % n_lines), find(eb % n_lines)
+        if ea in partner or eb in partner or la == lb:
+            continue
+        partner[ea], partner[eb] = eb, ea
+        root[la] = lb
+    chains, seen = [], set()
+    for i in range(n_lines):
+        if i in seen or (i in partner and i + n_lines in partner):
+            continue  # walked already, or inside a chain: chains start at a line with a free end
+        first_free = i not in partner  # the chain leaves this line through its last point
+        chain, line_id, rev = [], i, not first_free
+        while True:
+            chain.append((line_id, rev))
+            seen.add(line_id)
+            exit_end = line_id if rev else line_id + n_lines
+            nxt = partner.get(exit_end)
+            if nxt is None:
+                break
+            line_id, rev = nxt % n_lines, nxt >= n_lines
+        chains.append(chain)
+    return chains
+
+
+def chain_path(pts: np.ndarray, chain: Sequence[tuple[int, bool]]) -> np.ndarray:
+    """One path through a chain's lines: each oriented along the chain, the points of the next line
+    that lie behind the previous line's end (where two masks overlapped) left out."""
+    path = [pts[chain[0][0]][::-1] if chain[0][1] else pts[chain[0][0]]]
+    for line_id, rev in chain[1:]:
+        nxt = pts[line_id][::-1] if rev else pts[line_id]
+        end, before = path[-1][-1], path[-1][-2]
+        ahead = (nxt - end) @ (end - before) > 0
+        path.append(nxt[np.argmax(ahead) :] if ahead.any() else nxt[-1:])
+    return np.concatenate(path).astype(np.float64)
 
 
 def drop_fragments(lines: Sequence[Line], tol_px: float, chunk: int = 64) -> list[int]:
@@ -645,14 +742,29 @@ def lines_from_candidates(
     pts = pts[long].astype(np.float32)  # a Line's points, as the fragment test must see them
     keep = unfragmented(pts, total[long], config.fragment_px)
     chosen = [cands[i] for i in long[keep].tolist()]
-    lines = tuple(
-        Line(pts[i], length, c.mean_prob, k, c.channel)
-        for c, i, length, k in zip(
-            chosen, keep, total[long][keep].tolist(), curvature[long][keep].tolist(), strict=True
-        )
-    )
-    labels = paint_labels(shape, chosen) if with_labels else None
-    return lines, labels
+    pts, total, curvature = pts[keep], total[long][keep], curvature[long][keep]
+    chains = continuation_chains(pts, total, config)
+    joined = [c for c in chains if len(c) > 1]
+    if joined:
+        paths = [chain_path(pts, c) for c in joined]
+        sizes = np.array([len(p) for p in paths], dtype=np.int64)
+        fitted = iter(zip(*fit_rows(np.concatenate(paths), sizes, config.n_points), strict=True))
+    lines, ids = [], np.zeros(len(chosen), dtype=np.int64)
+    for k, chain in enumerate(chains):
+        members = [i for i, _ in chain]
+        ids[members] = k + 1
+        if len(chain) == 1:
+            i = members[0]
+            c = chosen[i]
+            lines.append(Line(pts[i], float(total[i]), c.mean_prob, float(curvature[i]), c.channel))
+            continue
+        points, length, curv = next(fitted)
+        n_px = np.array([chosen[i].n_pixels for i in members], dtype=np.float64)
+        prob = float(np.dot(n_px, [chosen[i].mean_prob for i in members]) / n_px.sum())
+        channel = chosen[members[int(np.argmax(total[members]))]].channel
+        lines.append(Line(points.astype(np.float32), float(length), prob, float(curv), channel))
+    labels = paint_labels(shape, chosen, ids.tolist()) if with_labels else None
+    return tuple(lines), labels
 
 
 def extract_lines(

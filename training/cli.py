@@ -150,6 +150,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="score the thresholded output channels as instances instead of the runtime's lines",
     )
+    ev.add_argument(
+        "--no-join",
+        action="store_true",
+        help="runtime lines without joining pieces that continue each other (as `process --no-join`)",
+    )
     ev.add_argument("--per-image", default=None, help="write per-image figures to this CSV")
     ev.add_argument(
         "--card-key", default=None, help="also store the figures under metrics.<KEY> in the model's JSON card"

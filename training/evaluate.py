@@ -124,11 +124,12 @@ def synthetic_labelled(n: int, preset: str, seed: int, size: tuple[int, int]) ->
         yield Labelled(f"{preset}-{seed}-{i}", s.image.astype(np.float32), s.masks.astype(bool))
 
 
-def runtime_masks(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """Predicted instances after the runtime's post-processing (threshold, split, deduplicate)."""
+def runtime_masks(probs: np.ndarray, threshold: float, lines=None) -> np.ndarray:
+    """Predicted instances after the runtime's post-processing (threshold, split, deduplicate, join;
+    ``lines``: its ``LineConfig``, default the runtime's)."""
     from dislotrack.runtime.lines import extract_lines
 
-    _, labels = extract_lines(probs, threshold)
+    _, labels = extract_lines(probs, threshold, lines)
     n = int(labels.max()) if labels is not None else 0
     return labels[None] == np.arange(1, n + 1)[:, None, None]
 
@@ -139,12 +140,15 @@ def score_frames(
     config: MetricConfig,
     per_image: list | None = None,
     raw_masks: bool = False,
+    lines=None,
 ) -> dict:
     """Run the model on every frame and summarise; optional per-image rows appended to ``per_image``.
 
     ``raw_masks`` scores the thresholded output channels as instances (the papers' protocol, which
-    shows whether the network itself separates dislocations) instead of the runtime's lines."""
+    shows whether the network itself separates dislocations) instead of the runtime's lines, made
+    with ``lines`` (a ``LineConfig``; default the runtime's)."""
     from dislotrack.runtime.inference import InferenceConfig, Predictor
+    from dislotrack.runtime.lines import LineConfig
     from dislotrack.training.metrics import binarise
 
     predictor = Predictor(model, InferenceConfig(device="cpu"))
@@ -152,7 +156,7 @@ def score_frames(
     for f in frames:
         probs = predictor.predict(f.image[None])[0]
         threshold = predictor.threshold
-        pred = binarise(probs, threshold) if raw_masks else runtime_masks(probs, threshold)
+        pred = binarise(probs, threshold) if raw_masks else runtime_masks(probs, threshold, lines)
         s = score_masks(f.masks, pred, config)
         scores.append(s)
         if per_image is not None:
@@ -162,7 +166,11 @@ def score_frames(
         "model": str(predictor.model.path),
         "sha256": predictor.model.sha256,
         **summarise(scores).to_dict(),
-        "settings": {**asdict(config), "instances": "raw masks" if raw_masks else "runtime lines"},
+        "settings": {
+            **asdict(config),
+            "instances": "raw masks" if raw_masks else "runtime lines",
+            "join_gap_px": None if raw_masks else (lines or LineConfig()).join_gap_px,
+        },
     }
 
 
@@ -217,9 +225,11 @@ def run_evaluate(args) -> dict:
             "last_image": frames[-1].name,
         }
     rows: list[dict] = []
+    from dislotrack.runtime.lines import LineConfig
     from dislotrack.training.export import code_version
 
-    figures = score_frames(args.model, frames, config, rows, args.raw_masks)
+    lines = LineConfig(join_gap_px=0.0) if args.no_join else LineConfig()
+    figures = score_frames(args.model, frames, config, rows, args.raw_masks, lines)
     summary = {**figures, "data": source, "code_version": code_version()}
     if args.per_image:
         write_rows(args.per_image, rows)

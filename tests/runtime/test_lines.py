@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from drawing import curve, line_mask, prob_map, stack
@@ -182,3 +184,46 @@ def test_skeleton_paths_of_many_crops_are_chains_from_each_first_end():
         assert len(np.unique(rc, axis=0)) == len(rc)
         assert np.all(crop[rc[:, 0].astype(int), rc[:, 1].astype(int)])
         np.testing.assert_array_equal(rc, skeleton_path(crop))  # the same alone as together
+
+
+def _arc_pieces(cuts: list[int], overlap: int = 0, gap: int = 0):
+    """An arc cut into pieces at the given curve indices, each piece in its own mask (as a model
+    whose masks follow orientation splits a turning dislocation), plus the whole arc."""
+    truth = curve(25, 130, 175, 130, bow=-90)
+    bounds = [0, *cuts, len(truth)]
+    pieces = [
+        truth[max(lo - overlap, 0) : min(hi + overlap, len(truth)) - gap]
+        for lo, hi in itertools.pairwise(bounds)
+    ]
+    return truth, [prob_map(line_mask(SHAPE, p)) for p in pieces]
+
+
+def _length(xy: np.ndarray) -> float:
+    return float(np.sum(np.linalg.norm(np.diff(xy, axis=0), axis=1)))
+
+
+@pytest.mark.parametrize(("overlap", "gap"), [(0, 0), (6, 0), (0, 8)])
+def test_an_arc_split_over_masks_is_one_line(overlap: int, gap: int) -> None:
+    truth, maps = _arc_pieces([130, 270], overlap=overlap, gap=gap)
+    lines, labels = _run(maps)
+    assert len(lines) == 1
+    assert np.max(_dist_to_curve(lines[0].points, truth)) < 2.0
+    assert abs(lines[0].length_px - _length(truth)) / _length(truth) < 0.06
+    assert set(np.unique(labels)) == {0, 1}
+    assert np.count_nonzero(labels) == np.count_nonzero(np.stack(maps).max(axis=0) > 0.5)
+
+
+def test_joining_off_keeps_the_pieces() -> None:
+    _, maps = _arc_pieces([130, 270])
+    lines, labels = _run(maps, join_gap_px=0)
+    assert len(lines) == 3 and int(labels.max()) == 3
+
+
+def test_pile_up_neighbours_and_corners_are_not_joined() -> None:
+    # neighbours end side by side on the same traces; a V meets at its tip with directions 90° apart
+    left, right = curve(20, 30, 100, 30, bow=8), curve(20, 40, 100, 40, bow=8)
+    arm_a, arm_b = curve(120, 40, 150, 100), curve(150, 100, 180, 40)
+    gap = np.linalg.norm(arm_a[-5] - arm_b[4])
+    assert gap < LineConfig().join_gap_px  # the arms' ends are close enough to be tried
+    lines, _ = _run([prob_map(line_mask(SHAPE, c)) for c in (left, right, arm_a[:-4], arm_b[4:])])
+    assert len(lines) == 4

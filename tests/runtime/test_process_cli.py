@@ -79,6 +79,15 @@ def test_one_folder_per_source(tmp_path, tiny, video, capsys):
     assert (tmp_path / "clip" / "run.json").is_file() and (tmp_path / "clip-2" / "run.json").is_file()
 
 
+def test_joining_is_on_unless_no_join_and_run_json_says_which(tmp_path, tiny, video, capsys):
+    for flags, out in (((), "on"), (("--no-join",), "off")):
+        code, err = _run(capsys, video, "--out", tmp_path / out, "--model", tiny, "--max-frames", "2", *flags)
+        assert code == 0, err
+    on, off = (json.loads((tmp_path / o / "clip" / "run.json").read_text()) for o in ("on", "off"))
+    assert on["settings"]["pipeline"]["lines"]["join_gap_px"] > 0
+    assert off["settings"]["pipeline"]["lines"]["join_gap_px"] == 0
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -95,6 +95,18 @@ def test_runtime_masks_removes_duplicate_channels():
     assert masks.shape == (2, 40, 60)
 
 
+def test_runtime_masks_join_a_line_split_over_channels_unless_told_not_to():
+    from dislotrack.runtime.lines import LineConfig
+    from dislotrack.training.evaluate import runtime_masks
+
+    probs = np.zeros((4, 40, 90), np.float32)
+    probs[0, 18:21, 5:45] = 0.9  # one straight line, its halves in two channels
+    probs[1, 18:21, 44:85] = 0.9
+    joined, split = runtime_masks(probs, 0.5), runtime_masks(probs, 0.5, LineConfig(join_gap_px=0.0))
+    assert joined.shape == (1, 40, 90) and np.array_equal(joined[0], probs.max(axis=0) > 0.5)
+    assert split.shape == (2, 40, 90)
+
+
 def test_evaluate_on_held_out_synthetic_images(tiny_model, capsys):
     from dislotrack.cli.main import main
 
