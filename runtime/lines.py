@@ -59,6 +59,7 @@ class LineConfig:
     join_lateral_px: float = 2.5
     join_angle_deg: float = 35.0
     join_tangent_px: float = 6.0  # an end's direction: from the point this far along the line
+    join_overlap_reach_px: float = 24.0  # ends of pieces overlapping along a bend: at most this apart
 
 
 @dataclass(frozen=True)
@@ -618,11 +619,13 @@ def continuation_chains(
     """Lines, (L, P, 2) points and lengths, grouped into chains that continue each other end to end:
     each chain lists (line, reversed) in order along it; unjoined lines are chains of one.
 
-    Ends a and b may join when each lies ahead of the other along the other's outward direction
-    (at most ``join_gap_px`` ahead, or ``join_overlap_px`` behind: two masks often overlap where
-    they meet), within ``join_lateral_px`` (+ 30 % of the gap) of it, and the two directions are
-    opposed within ``join_angle_deg``. Neighbours in a pile-up end side by side with parallel
-    directions, so they never qualify. Closest ends join first; each end joins once; no loops.
+    Ends a and b may join when their outward directions are opposed within ``join_angle_deg`` and
+    either each lies ahead of the other along the other's direction (at most ``join_gap_px``
+    ahead, or ``join_overlap_px`` behind), within ``join_lateral_px`` (+ 30 % of the gap) of it,
+    or each lies within ``join_lateral_px`` of the other's line (two masks overlapping along a
+    bend, ends at most ``join_overlap_reach_px`` apart). Neighbours in a pile-up end side by side
+    with parallel directions, so they never qualify. Closest ends join first; each end joins once;
+    no loops.
     """
     n_lines = len(pts)
     if n_lines < 2 or config.join_gap_px <= 0:
@@ -635,11 +638,20 @@ def continuation_chains(
     aimed = ahead & (lateral <= config.join_lateral_px + 0.3 * np.maximum(along, 0.0))
     opposed = -(out @ out.T) >= np.cos(np.deg2rad(config.join_angle_deg))
     line = np.arange(2 * n_lines) % n_lines
-    ok = aimed & aimed.T & opposed & (line[:, None] != line[None])
+    pair = opposed & (line[:, None] != line[None])
+    ok = aimed & aimed.T & pair
+    dist = np.hypot(gap[..., 0], gap[..., 1])
+    a, b = np.nonzero(np.triu(pair & ~ok & (dist <= config.join_overlap_reach_px)))
+    if a.size:  # overlapping along a bend: each end lies on the other's line
+        tol = config.join_lateral_px
+        both = (point_to_polyline(ends[a][:, None], pts[line[b]].astype(np.float64))[:, 0] <= tol) & (
+            point_to_polyline(ends[b][:, None], pts[line[a]].astype(np.float64))[:, 0] <= tol
+        )
+        ok[a[both], b[both]] = ok[b[both], a[both]] = True
     a, b = np.nonzero(np.triu(ok))
     if not a.size:
         return [[(i, False)] for i in range(n_lines)]
-    order = np.argsort(np.hypot(gap[a, b, 0], gap[a, b, 1]), kind="stable")
+    order = np.argsort(dist[a, b], kind="stable")
     root = list(range(n_lines))
 
     def find(i: int) -> int:
