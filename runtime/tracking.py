@@ -4,6 +4,9 @@ Cost of continuing a track with a line = mean closest-point distance between the
 (symmetric); one optimal assignment per frame (``linear_sum_assignment``) with a gate; a track that
 finds no line may be continued up to ``max_gap`` frames later (gap closing: a detection missed in one
 frame must not split a track); unmatched lines start tracks, tracks missing too long end.
+A second, tighter assignment then pairs the tracks and lines left over when one lies on the other
+(directed mean distance): a model may hand a line to one mask in one frame and to two pieces in the
+next, and the larger piece must keep the line's identity.
 Optional drift compensation: the whole image's shift between frames (phase correlation) is added to
 every track's predicted position before matching, so stage drift is not mistaken for glide.
 """
@@ -30,6 +33,10 @@ class TrackerConfig:
     # the gate grows with the square root of the frame step since the last processed frame, up to this.
     max_gate_px: float = 40.0
     max_gap: int = 3  # frames a track may go undetected and still be continued
+    # left-over tracks and lines continue each other when one lies this close (mean distance of its
+    # points to the other) to the other: the same dislocation seen whole in one frame, in pieces in
+    # the next; tight, because a piece of a neighbour lies at least the pile-up spacing away
+    partial_gate_px: float = 3.0
     predict_velocity: bool = True  # extrapolate a track's last displacement to the next frame
     velocity_smoothing: float = 0.5  # weight of the newest displacement in the velocity estimate
     drift: bool = False  # compensate whole-image drift by phase correlation
@@ -48,11 +55,15 @@ def _bbox_gap(lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.nda
     return np.linalg.norm(np.maximum(gap, 0.0), axis=2)
 
 
-def cost_matrix(tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate: float) -> np.ndarray:
-    """(T, L) mean closest-point distances; pairs whose boxes are farther apart than the gate are inf."""
-    cost = np.full((len(tracks), len(lines)), np.inf)
+def directed_costs(
+    tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(T, L) mean distances of each track's points to each line's closest points, and of each
+    line's points to each track's; pairs whose boxes are farther apart than the gate are inf."""
+    to_line = np.full((len(tracks), len(lines)), np.inf)
+    to_track = to_line.copy()
     if not len(tracks) or not len(lines):
-        return cost
+        return to_line, to_track
     t, ln = np.stack(tracks), np.stack(lines)
     rows, cols = np.nonzero(_bbox_gap(t.min(axis=1), t.max(axis=1), ln.min(axis=1), ln.max(axis=1)) <= gate)
     if rows.size:
@@ -60,8 +71,15 @@ def cost_matrix(tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate:
         # (pairs, P, Q) squared distances as |a|^2 + |b|^2 - 2 a.b: one batched matmul, no 4-D temporaries
         d2 = (a**2).sum(axis=2)[:, :, None] + (b**2).sum(axis=2)[:, None, :] - 2 * (a @ b.transpose(0, 2, 1))
         np.maximum(d2, 0.0, out=d2)
-        cost[rows, cols] = 0.5 * (np.sqrt(d2.min(axis=2)).mean(axis=1) + np.sqrt(d2.min(axis=1)).mean(axis=1))
-    return cost
+        to_line[rows, cols] = np.sqrt(d2.min(axis=2)).mean(axis=1)
+        to_track[rows, cols] = np.sqrt(d2.min(axis=1)).mean(axis=1)
+    return to_line, to_track
+
+
+def cost_matrix(tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate: float) -> np.ndarray:
+    """(T, L) mean closest-point distances; pairs whose boxes are farther apart than the gate are inf."""
+    to_line, to_track = directed_costs(tracks, lines, gate)
+    return 0.5 * (to_line + to_track)
 
 
 def assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
@@ -135,12 +153,17 @@ class Linker:
         points = [np.asarray(line.points, dtype=np.float64) for line in lines]
         gate = self.gate(frame)
         self._last_frame = frame
-        matches = assign(cost_matrix(predicted, points, gate), gate)
+        to_line, to_track = directed_costs(predicted, points, gate)
+        cost = 0.5 * (to_line + to_track)
+        matches = assign(cost, gate)
+        partial = (
+            self._partial(matches, cost, np.minimum(to_line, to_track)) if cfg.partial_gate_px > 0 else []
+        )
         ids = [-1] * len(lines)
         matched_tracks = set()
-        for ti, li in matches:
+        for k, (ti, li) in enumerate(matches + partial):
             track = self.tracks[ti]
-            self._continue(track, frame, points[li])
+            self._continue(track, frame, points[li], glide=k < len(matches))
             ids[li] = track.track_id
             matched_tracks.add(ti)
         for ti, track in enumerate(self.tracks):
@@ -152,11 +175,29 @@ class Linker:
                 ids[li] = self._birth(frame, points[li])
         return tuple(dataclasses.replace(line, track_id=tid) for line, tid in zip(lines, ids, strict=True))
 
-    def _continue(self, track: Track, frame: int, points: np.ndarray) -> None:
-        steps = max(frame - track.last_frame, 1)
-        moved = (points.mean(axis=0) - track.points.mean(axis=0)) / steps
-        w = self.config.velocity_smoothing
-        track.velocity = w * moved + (1 - w) * track.velocity
+    def _partial(
+        self, matches: list[tuple[int, int]], cost: np.ndarray, lies_on: np.ndarray
+    ) -> list[tuple[int, int]]:
+        """Matches among the tracks and lines the first assignment left, where one lies on the other;
+        among those pairs the usual cost decides (the larger of two pieces is closer to the whole)."""
+        free_t = np.setdiff1d(np.arange(cost.shape[0]), [m[0] for m in matches])
+        free_l = np.setdiff1d(np.arange(cost.shape[1]), [m[1] for m in matches])
+        if not free_t.size or not free_l.size:
+            return []
+        pick = np.ix_(free_t, free_l)
+        sub = np.where(lies_on[pick] <= self.config.partial_gate_px, cost[pick], np.inf)
+        if not np.isfinite(sub).any():
+            return []
+        return [(int(free_t[r]), int(free_l[c])) for r, c in assign(sub, float(sub[np.isfinite(sub)].max()))]
+
+    def _continue(self, track: Track, frame: int, points: np.ndarray, glide: bool = True) -> None:
+        """Move a track to its new line; a piece (``glide`` false) keeps the velocity, because the
+        shift of its centroid is a change of extent, not motion."""
+        if glide:
+            steps = max(frame - track.last_frame, 1)
+            moved = (points.mean(axis=0) - track.points.mean(axis=0)) / steps
+            w = self.config.velocity_smoothing
+            track.velocity = w * moved + (1 - w) * track.velocity
         track.points, track.last_frame, track.missed = points, frame, 0
 
     def _birth(self, frame: int, points: np.ndarray) -> int:

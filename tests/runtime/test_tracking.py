@@ -126,3 +126,34 @@ def test_gate_stays_tight_for_consecutive_frames():
     assert b.track_id != a.track_id
     assert linker.gate(5) == 10.0 * 2.0  # four frames skipped since frame 1
     assert linker.gate(1000) == 40.0
+
+
+def test_a_line_seen_whole_then_in_pieces_keeps_its_id_in_the_larger_piece():
+    """A model may hand a dislocation to one mask in one frame and to two in the next."""
+    whole = curve(20, 40, 180, 160, bow=-60, n=N_POINTS * 4)
+    piece_a, piece_b = whole[: int(len(whole) * 0.6)], whole[int(len(whole) * 0.6) :]
+
+    def as_line(xy: np.ndarray, dy: float) -> Line:
+        idx = np.linspace(0, len(xy) - 1, N_POINTS).round().astype(int)
+        return Line(xy[idx] + [0.0, dy], 100.0, 0.9)
+
+    neighbour = curve(20, 52, 180, 172, bow=-60, n=N_POINTS * 4)  # 12 px below, always whole
+    linker = Linker()
+    ids = []
+    for t in range(12):
+        dy = 0.5 * t
+        lines = [as_line(neighbour, dy)]
+        lines += [as_line(piece_a, dy), as_line(piece_b, dy)] if t % 2 else [as_line(whole, dy)]
+        ids.append([ln.track_id for ln in linker.update(t, lines)])
+    assert len({i[0] for i in ids}) == 1  # the neighbour never changes
+    assert len({i[1] for i in ids}) == 1  # the whole line and its larger piece share one ID
+    assert ids[0][0] != ids[0][1]
+
+
+def test_without_the_partial_pass_the_pieces_break_the_track():
+    whole = curve(20, 40, 180, 160, bow=-60, n=N_POINTS * 4)
+    idx = np.linspace(0, int(len(whole) * 0.6) - 1, N_POINTS).round().astype(int)
+    linker = Linker(TrackerConfig(partial_gate_px=0.0))
+    first = linker.update(0, [Line(whole[np.linspace(0, len(whole) - 1, N_POINTS).astype(int)], 100.0, 0.9)])
+    second = linker.update(1, [Line(whole[idx], 60.0, 0.9)])
+    assert first[0].track_id != second[0].track_id
