@@ -59,7 +59,6 @@ class LineConfig:
     join_lateral_px: float = 2.5
     join_angle_deg: float = 35.0
     join_tangent_px: float = 6.0  # an end's direction: from the point this far along the line
-    join_overlap_reach_px: float = 24.0  # ends of pieces overlapping along a bend: at most this apart
 
 
 @dataclass(frozen=True)
@@ -623,7 +622,7 @@ def continuation_chains(
     either each lies ahead of the other along the other's direction (at most ``join_gap_px``
     ahead, or ``join_overlap_px`` behind), within ``join_lateral_px`` (+ 30 % of the gap) of it,
     or each lies within ``join_lateral_px`` of the other's line (two masks overlapping along a
-    bend, ends at most ``join_overlap_reach_px`` apart). Neighbours in a pile-up end side by side
+    bend, however far). Neighbours in a pile-up end side by side
     with parallel directions, so they never qualify. Closest ends join first; each end joins once;
     no loops.
     """
@@ -631,27 +630,37 @@ def continuation_chains(
     if n_lines < 2 or config.join_gap_px <= 0:
         return [[(i, False)] for i in range(n_lines)]
     ends, out = line_ends(pts, length, config.join_tangent_px)
-    gap = ends[None] - ends[:, None]  # gap[a, b]: from end a to end b
-    along = np.einsum("abk,ak->ab", gap, out)
-    lateral = np.abs(gap[..., 0] * out[:, None, 1] - gap[..., 1] * out[:, None, 0])
-    ahead = (along >= -config.join_overlap_px) & (along <= config.join_gap_px)
-    aimed = ahead & (lateral <= config.join_lateral_px + 0.3 * np.maximum(along, 0.0))
-    opposed = -(out @ out.T) >= np.cos(np.deg2rad(config.join_angle_deg))
     line = np.arange(2 * n_lines) % n_lines
-    pair = opposed & (line[:, None] != line[None])
-    ok = aimed & aimed.T & pair
-    dist = np.hypot(gap[..., 0], gap[..., 1])
-    a, b = np.nonzero(np.triu(pair & ~ok & (dist <= config.join_overlap_reach_px)))
-    if a.size:  # overlapping along a bend: each end lies on the other's line
-        tol = config.join_lateral_px
-        both = (point_to_polyline(ends[a][:, None], pts[line[b]].astype(np.float64))[:, 0] <= tol) & (
-            point_to_polyline(ends[b][:, None], pts[line[a]].astype(np.float64))[:, 0] <= tol
-        )
-        ok[a[both], b[both]] = ok[b[both], a[both]] = True
-    a, b = np.nonzero(np.triu(ok))
+    # candidate pairs of ends (a < b): outward directions opposed (an end is never opposed to itself)
+    a, b = np.nonzero(np.triu(-(out @ out.T) >= np.cos(np.deg2rad(config.join_angle_deg))))
+    a, b = a[line[a] != line[b]], b[line[a] != line[b]]
     if not a.size:
         return [[(i, False)] for i in range(n_lines)]
-    order = np.argsort(dist[a, b], kind="stable")
+    gap = ends[b] - ends[a]
+    tol = config.join_lateral_px
+
+    def aimed(g: np.ndarray, o: np.ndarray) -> np.ndarray:
+        """The other end lies ahead along this end's direction ``o`` (``g``: from this end to it)."""
+        along = (g * o).sum(axis=1)
+        lateral = np.abs(g[:, 0] * o[:, 1] - g[:, 1] * o[:, 0])
+        ahead = (along >= -config.join_overlap_px) & (along <= config.join_gap_px)
+        return ahead & (lateral <= tol + 0.3 * np.maximum(along, 0.0))
+
+    ok = aimed(gap, out[a]) & aimed(-gap, out[b])
+    lo, hi = pts.min(axis=1) - tol, pts.max(axis=1) + tol
+    la, lb = line[a], line[b]
+    boxed = ~ok & np.all(
+        (ends[a] >= lo[lb]) & (ends[a] <= hi[lb]) & (ends[b] >= lo[la]) & (ends[b] <= hi[la]), axis=1
+    )
+    k = np.flatnonzero(boxed)
+    if k.size:  # overlapping along a bend: each end lies on the other's line
+        ok[k] = (point_to_polyline(ends[a[k]][:, None], pts[lb[k]].astype(np.float64))[:, 0] <= tol) & (
+            point_to_polyline(ends[b[k]][:, None], pts[la[k]].astype(np.float64))[:, 0] <= tol
+        )
+    a, b, dist = a[ok], b[ok], np.hypot(gap[ok, 0], gap[ok, 1])
+    if not a.size:
+        return [[(i, False)] for i in range(n_lines)]
+    order = np.argsort(dist, kind="stable")
     root = list(range(n_lines))
 
     def find(i: int) -> int:

@@ -103,6 +103,20 @@ def estimate_drift(previous: np.ndarray, current: np.ndarray, downsample: int = 
     return -np.array([shift[1], shift[0]], dtype=np.float64) * step
 
 
+def line_shift(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """How far a line moved between two frames, robust to a change of its extent (a mask that held
+    part of it in one frame and all of it in the next): the median shift between the shorter line's
+    points and their closest points on the other. Centroids would count the extent change as glide."""
+    d2 = ((old[:, None, :] - new[None, :, :]) ** 2).sum(axis=2)
+    if _polyline_length(new) <= _polyline_length(old):
+        return np.median(new - old[d2.argmin(axis=0)], axis=0)
+    return np.median(new[d2.argmin(axis=1)] - old, axis=0)
+
+
+def _polyline_length(points: np.ndarray) -> float:
+    return float(np.hypot(*np.diff(points, axis=0).T).sum())
+
+
 @dataclass
 class Track:
     """A live track: its last line, where it is expected next and how long it has been missing."""
@@ -191,11 +205,10 @@ class Linker:
         return [(int(free_t[r]), int(free_l[c])) for r, c in assign(sub, float(sub[np.isfinite(sub)].max()))]
 
     def _continue(self, track: Track, frame: int, points: np.ndarray, glide: bool = True) -> None:
-        """Move a track to its new line; a piece (``glide`` false) keeps the velocity, because the
-        shift of its centroid is a change of extent, not motion."""
+        """Move a track to its new line; a piece (``glide`` false) keeps the velocity."""
         if glide:
             steps = max(frame - track.last_frame, 1)
-            moved = (points.mean(axis=0) - track.points.mean(axis=0)) / steps
+            moved = line_shift(track.points, points) / steps
             w = self.config.velocity_smoothing
             track.velocity = w * moved + (1 - w) * track.velocity
         track.points, track.last_frame, track.missed = points, frame, 0

@@ -202,7 +202,7 @@ def _length(xy: np.ndarray) -> float:
     return float(np.sum(np.linalg.norm(np.diff(xy, axis=0), axis=1)))
 
 
-@pytest.mark.parametrize(("overlap", "gap"), [(0, 0), (6, 0), (14, 0), (0, 8)])
+@pytest.mark.parametrize(("overlap", "gap"), [(0, 0), (6, 0), (14, 0), (40, 0), (0, 8)])
 def test_an_arc_split_over_masks_is_one_line(overlap: int, gap: int) -> None:
     truth, maps = _arc_pieces([130, 270], overlap=overlap, gap=gap)
     lines, labels = _run(maps)
