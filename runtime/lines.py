@@ -696,14 +696,15 @@ def continuation_chains(
 
 def chain_path(pts: np.ndarray, chain: Sequence[tuple[int, bool]]) -> np.ndarray:
     """One path through a chain's lines: each oriented along the chain, the points of the next line
-    that lie behind the previous line's end (where two masks overlapped) left out."""
-    path = [pts[chain[0][0]][::-1] if chain[0][1] else pts[chain[0][0]]]
-    for line_id, rev in chain[1:]:
-        nxt = pts[line_id][::-1] if rev else pts[line_id]
-        end, before = path[-1][-1], path[-1][-2]
-        ahead = (nxt - end) @ (end - before) > 0
-        path.append(nxt[np.argmax(ahead) :] if ahead.any() else nxt[-1:])
-    return np.concatenate(path).astype(np.float64)
+    that lie behind the path's end so far (where two masks overlapped) left out."""
+    lines = [pts[i][::-1] if rev else pts[i] for i, rev in chain]
+    path = lines[0].astype(np.float64)
+    for nxt in lines[1:]:
+        end, before = path[-1], path[-2]
+        ahead = np.flatnonzero((nxt - end) @ (end - before) > 0)
+        if ahead.size:  # a line wholly inside the overlap adds nothing
+            path = np.concatenate([path, nxt[ahead[0] :]])
+    return path
 
 
 def drop_fragments(lines: Sequence[Line], tol_px: float, chunk: int = 64) -> list[int]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from drawing import curve, line_mask, prob_map, stack
 
-from dislotrack.runtime.lines import LineConfig, extract_lines, skeleton_path
+from dislotrack.runtime.lines import LineConfig, chain_path, extract_lines, skeleton_path
 from dislotrack.runtime.results import N_POINTS
 
 SHAPE = (160, 200)
@@ -227,3 +227,17 @@ def test_pile_up_neighbours_and_corners_are_not_joined() -> None:
     assert gap < LineConfig().join_gap_px  # the arms' ends are close enough to be tried
     lines, _ = _run([prob_map(line_mask(SHAPE, c)) for c in (left, right, arm_a[:-4], arm_b[4:])])
     assert len(lines) == 4
+
+
+def test_a_chain_whose_middle_piece_lies_inside_the_overlap_gives_one_forward_path() -> None:
+    x = np.linspace(0.0, 100.0, N_POINTS)
+    pieces = np.stack(
+        [
+            np.stack([x, np.zeros_like(x)], axis=1),
+            np.stack([np.linspace(90.0, 99.0, N_POINTS), np.zeros(N_POINTS)], axis=1),  # inside
+            np.stack([x[::-1] + 101.0, np.zeros_like(x)], axis=1),  # runs the other way
+        ]
+    )
+    path = chain_path(pieces, [(0, False), (1, False), (2, True)])
+    assert path[0, 0] == 0.0 and path[-1, 0] == 201.0
+    assert np.all(np.diff(path[:, 0]) > 0)
