@@ -241,3 +241,28 @@ def test_a_chain_whose_middle_piece_lies_inside_the_overlap_gives_one_forward_pa
     path = chain_path(pieces, [(0, False), (1, False), (2, True)])
     assert path[0, 0] == 0.0 and path[-1, 0] == 201.0
     assert np.all(np.diff(path[:, 0]) > 0)
+
+
+def test_joining_random_pieces_uses_every_line_once_and_never_fails() -> None:
+    from dislotrack.runtime.lines import continuation_chains, fit_lines
+
+    rng = np.random.default_rng(7)
+    config = LineConfig()
+    for _ in range(150):
+        paths = []
+        for _ in range(rng.integers(2, 12)):
+            whole = curve(*rng.uniform(0, 200, 4), bow=rng.uniform(-60, 60))
+            cuts = np.sort(rng.integers(20, len(whole) - 20, rng.integers(0, 4)))
+            lo = 0
+            for hi in [*cuts.tolist(), len(whole)]:
+                a, b = max(lo - int(rng.integers(0, 60)), 0), hi
+                if b - a >= 3:
+                    paths.append(whole[a:b])
+                lo = hi
+        fitted = fit_lines(paths, N_POINTS)
+        pts = np.stack([f[0] for f in fitted]).astype(np.float32)
+        length = np.array([f[1] for f in fitted])
+        chains = continuation_chains(pts, length, config)
+        assert sorted(i for c in chains for i, _ in c) == list(range(len(pts)))
+        for chain in chains:
+            assert len(chain_path(pts, chain)) >= N_POINTS
