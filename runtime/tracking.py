@@ -83,10 +83,13 @@ def cost_matrix(tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate:
 
 
 def assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
-    """Optimal one-to-one matches with cost within the gate."""
+    """Optimal one-to-one matches with cost within the gate.
+
+    Pairs beyond the gate cost more than any set of allowed pairs: kept at their own cost, they
+    would let the solver trade one good match for two bad ones that the gate then throws away."""
     if cost.size == 0:
         return []
-    finite = np.where(np.isfinite(cost), cost, gate * 1e3 + 1e6)
+    finite = np.where(cost <= gate, cost, gate * (min(cost.shape) + 1) + 1.0)
     rows, cols = linear_sum_assignment(finite)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= gate]
 

@@ -157,3 +157,11 @@ def test_without_the_partial_pass_the_pieces_break_the_track():
     first = linker.update(0, [Line(whole[np.linspace(0, len(whole) - 1, N_POINTS).astype(int)], 100.0, 0.9)])
     second = linker.update(1, [Line(whole[idx], 60.0, 0.9)])
     assert first[0].track_id != second[0].track_id
+
+
+def test_assignment_keeps_a_good_match_rather_than_two_beyond_the_gate():
+    from dislotrack.runtime.tracking import assign
+
+    # track 0 fits line 0; track 1 could only take line 0 and is beyond the gate there
+    cost = np.array([[0.7, 18.9], [16.2, np.inf]])
+    assert assign(cost, 10.0) == [(0, 0)]
