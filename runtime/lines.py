@@ -58,6 +58,9 @@ class LineConfig:
     join_overlap_px: float = 6.0
     join_lateral_px: float = 2.5
     join_angle_deg: float = 35.0
+    # pieces that overlap along a bend: their ends lie a stretch of the bend apart, so their
+    # directions differ by the turn in between; each lying on the other is the stronger evidence
+    join_overlap_angle_deg: float = 60.0
     join_tangent_px: float = 6.0  # an end's direction: from the point this far along the line
 
 
@@ -618,13 +621,13 @@ def continuation_chains(
     """Lines, (L, P, 2) points and lengths, grouped into chains that continue each other end to end:
     each chain lists (line, reversed) in order along it; unjoined lines are chains of one.
 
-    Ends a and b may join when their outward directions are opposed within ``join_angle_deg`` and
-    either each lies ahead of the other along the other's direction (at most ``join_gap_px``
-    ahead, or ``join_overlap_px`` behind), within ``join_lateral_px`` (+ 30 % of the gap) of it,
-    or each lies within ``join_lateral_px`` of the other's line (two masks overlapping along a
-    bend, however far). Neighbours in a pile-up end side by side
-    with parallel directions, so they never qualify. Closest ends join first; each end joins once;
-    no loops.
+    Ends a and b may join when either their outward directions are opposed within
+    ``join_angle_deg`` and each lies ahead of the other along the other's direction (at most
+    ``join_gap_px`` ahead, or ``join_overlap_px`` behind), within ``join_lateral_px`` (+ 30 % of
+    the gap) of it; or their directions are opposed within ``join_overlap_angle_deg`` and each lies
+    within ``join_lateral_px`` of the other's line (two masks overlapping along a bend, however
+    far). Neighbours in a pile-up end side by side with parallel directions, so they never qualify.
+    Closest ends join first; each end joins once; no loops.
     """
     n_lines = len(pts)
     if n_lines < 2 or config.join_gap_px <= 0:
@@ -632,11 +635,13 @@ def continuation_chains(
     ends, out = line_ends(pts, length, config.join_tangent_px)
     line = np.arange(2 * n_lines) % n_lines
     # candidate pairs of ends (a < b): outward directions opposed (an end is never opposed to itself)
-    a, b = np.nonzero(np.triu(-(out @ out.T) >= np.cos(np.deg2rad(config.join_angle_deg))))
+    loosest = max(config.join_angle_deg, config.join_overlap_angle_deg)
+    a, b = np.nonzero(np.triu(-(out @ out.T) >= np.cos(np.deg2rad(loosest))))
     a, b = a[line[a] != line[b]], b[line[a] != line[b]]
     if not a.size:
         return [[(i, False)] for i in range(n_lines)]
     gap = ends[b] - ends[a]
+    opposed = -(out[a] * out[b]).sum(axis=1)
     tol = config.join_lateral_px
 
     def aimed(g: np.ndarray, o: np.ndarray) -> np.ndarray:
@@ -646,11 +651,15 @@ def continuation_chains(
         ahead = (along >= -config.join_overlap_px) & (along <= config.join_gap_px)
         return ahead & (lateral <= tol + 0.3 * np.maximum(along, 0.0))
 
-    ok = aimed(gap, out[a]) & aimed(-gap, out[b])
+    ok = aimed(gap, out[a]) & aimed(-gap, out[b]) & (opposed >= np.cos(np.deg2rad(config.join_angle_deg)))
     lo, hi = pts.min(axis=1) - tol, pts.max(axis=1) + tol
     la, lb = line[a], line[b]
-    boxed = ~ok & np.all(
-        (ends[a] >= lo[lb]) & (ends[a] <= hi[lb]) & (ends[b] >= lo[la]) & (ends[b] <= hi[la]), axis=1
+    boxed = (
+        ~ok
+        & (opposed >= np.cos(np.deg2rad(config.join_overlap_angle_deg)))
+        & np.all(
+            (ends[a] >= lo[lb]) & (ends[a] <= hi[lb]) & (ends[b] >= lo[la]) & (ends[b] <= hi[la]), axis=1
+        )
     )
     k = np.flatnonzero(boxed)
     if k.size:  # overlapping along a bend: each end lies on the other's line

@@ -266,3 +266,18 @@ def test_joining_random_pieces_uses_every_line_once_and_never_fails() -> None:
         assert sorted(i for c in chains for i, _ in c) == list(range(len(pts)))
         for chain in chains:
             assert len(chain_path(pts, chain)) >= N_POINTS
+
+
+def test_pieces_overlapping_along_a_tight_bend_join_although_their_ends_turn_apart() -> None:
+    from dislotrack.runtime.lines import continuation_chains, fit_lines
+
+    def arc(start_deg: float, stop_deg: float) -> np.ndarray:
+        t = np.deg2rad(np.linspace(start_deg, stop_deg, 200))
+        return np.stack([100 + 60 * np.cos(t), 100 + 60 * np.sin(t)], axis=1)
+
+    # the ends of the overlap lie 45° of the bend apart: beyond join_angle_deg, within the overlap limit
+    fitted = fit_lines([arc(0, 120), arc(75, 200)], N_POINTS)
+    pts = np.stack([f[0] for f in fitted])
+    length = np.array([f[1] for f in fitted])
+    assert len(continuation_chains(pts, length, LineConfig())) == 1
+    assert len(continuation_chains(pts, length, LineConfig(join_overlap_angle_deg=35.0))) == 2
