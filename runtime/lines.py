@@ -680,11 +680,11 @@ def continuation_chains(
 
     partner: dict[int, int] = {}
     for ea, eb in zip(a[order].tolist(), b[order].tolist(), strict=True):
-        la, lb = find(ea % n_lines), find(eb % n_lines)
-        if ea in partner or eb in partner or la == lb:
+        ra, rb = find(ea % n_lines), find(eb % n_lines)
+        if ea in partner or eb in partner or ra == rb:
             continue
         partner[ea], partner[eb] = eb, ea
-        root[la] = lb
+        root[ra] = rb
     chains, seen = [], set()
     for i in range(n_lines):
         if i in seen or (i in partner and i + n_lines in partner):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from dislotrack.runtime.geometry import arclength
 from dislotrack.runtime.results import Line
 
 
@@ -111,13 +112,9 @@ def line_shift(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     part of it in one frame and all of it in the next): the median shift between the shorter line's
     points and their closest points on the other. Centroids would count the extent change as glide."""
     d2 = ((old[:, None, :] - new[None, :, :]) ** 2).sum(axis=2)
-    if _polyline_length(new) <= _polyline_length(old):
+    if arclength(new)[-1] <= arclength(old)[-1]:
         return np.median(new - old[d2.argmin(axis=0)], axis=0)
     return np.median(new[d2.argmin(axis=1)] - old, axis=0)
-
-
-def _polyline_length(points: np.ndarray) -> float:
-    return float(np.hypot(*np.diff(points, axis=0).T).sum())
 
 
 @dataclass
