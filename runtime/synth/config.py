@@ -86,6 +86,9 @@ class LineStyleConfig:
     fringe: Range = (0.0, 0.3)  # bright fringes beside the core (diffraction contrast)
     pileup_style_jitter: float = 0.25  # relative spread of style within one pile-up
     label_width: float = 1.6  # a line's mask is at least this wide (px): thin lines get wider labels
+    # and at most this wide when > 0: wide lines keep a centreline label, as hand labels of real
+    # frames are (about 3.8 px wide on tanaka-8um); 0: the label is as wide as the drawn line
+    label_max_width: float = 0.0
     defocus_prob: float = 0.0  # chance that a pile-up is out of focus: wide, soft, faint lines
     defocus_thickness: Range = (5.0, 9.0)  # width of out-of-focus lines (px), replaces ``thickness``
     defocus_darkness: Range = (0.4, 0.8)  # factor on the darkness (and its floor) of out-of-focus lines
@@ -266,6 +269,7 @@ _NON_NEGATIVE = {
     "fringe",
     "pileup_style_jitter",
     "label_width",
+    "label_max_width",
     "defocus_thickness",
     "defocus_darkness",
     "extra_traces",

@@ -175,6 +175,7 @@ def rasterize_line(
     fringe: float = 0.0,
     weights: np.ndarray | None = None,
     min_half_width: float = _MIN_HALF_WIDTH,
+    max_half_width: float = 0.0,
 ) -> LineRaster | None:
     """Profile and mask of a line through ``points`` (x, y) with full width at half maximum ``thickness``.
 
@@ -182,7 +183,8 @@ def rasterize_line(
     so they can be splatted as they are.
 
     ``weights`` (a few values spread evenly along the line, mean about 1) modulate darkness along it.
-    The mask holds the pixels within max(thickness / 2, ``min_half_width``) px of the line.
+    The mask holds the pixels within max(thickness / 2, ``min_half_width``) px of the line, at most
+    ``max_half_width`` px when that is > 0 (a centreline label for a wide line).
     """
     h_img, w_img = shape
     sigma = thickness / 2.3548
@@ -230,6 +232,8 @@ def rasterize_line(
         prof = np.multiply(core[sl], np.float32(gain))
         np.minimum(prof, np.float32(1.0), out=prof)
     hw = max(thickness / 2.0, min_half_width)
+    if max_half_width > 0:
+        hw = min(hw, max_half_width)
     if hw > max(thickness / 2.0, _MIN_HALF_WIDTH) + 1e-6:
         # The label is wider than the line: the pixels within hw of the centreline, solid whatever the
         # darkness modulation (a stencil per point is cheaper than a wider blur of the box).

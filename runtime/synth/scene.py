@@ -596,10 +596,12 @@ def draw_lines(
     curves: list[tuple[tuple[int, int], np.ndarray, dict]],
     min_length: float,
     label_width: float,
+    label_max_width: float = 0.0,
 ) -> list[DrawnLine]:
     """Clip each curve to the view, darken the image along it and return the ones that stay visible.
 
-    Each line's mask is at least ``label_width`` px wide.
+    Each line's mask is at least ``label_width`` px wide, and at most ``label_max_width`` when that
+    is > 0.
     """
     shape = img.shape
     drawn = []
@@ -618,7 +620,13 @@ def draw_lines(
             mod = np.interp(sub, knots, mod)
             line = resample(vis, 0.5)
         r = rasterize_line(
-            line, shape, style["thickness"], style["fringe"], weights=mod, min_half_width=label_width / 2.0
+            line,
+            shape,
+            style["thickness"],
+            style["fringe"],
+            weights=mod,
+            min_half_width=label_width / 2.0,
+            max_half_width=label_max_width / 2.0,
         )
         if r is None or not r.mask.any():
             continue

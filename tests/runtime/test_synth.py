@@ -37,7 +37,7 @@ def _on_border(pt: np.ndarray, shape: tuple[int, int], tol: float = 1e-6) -> boo
     return min(pt[0], pt[1], w - 1 - pt[0], h - 1 - pt[1]) <= tol
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem"])
 def test_presets_are_shipped_data(preset: str) -> None:
     assert preset in list_presets()
     cfg = load_preset(preset)
@@ -45,7 +45,7 @@ def test_presets_are_shipped_data(preset: str) -> None:
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem"])
 def test_sample_contract(preset: str) -> None:
     for seed in SEEDS:
         s = generate(preset, seed=seed, size=SIZE)
@@ -70,7 +70,7 @@ def test_default_size_and_m2_counts() -> None:
     assert max(counts) > 4, "m2 should produce several pile-ups' worth of lines"
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem"])
 def test_regenerate_is_bit_identical(preset: str, tmp_path) -> None:
     s = generate(preset, seed=11, size=SIZE, dots=(5, 10))
     path = tmp_path / "sample.json"
@@ -91,6 +91,31 @@ def test_m2_wide_changes_only_the_width_and_darkness_of_m2s_lines() -> None:
     changed = {k for k, v in wide.style.__dict__.items() if v != getattr(m2.style, k)}
     assert changed == {"thickness", "thickness_power", "darkness"}
     assert wide.style.thickness[1] > m2.style.thickness[1]
+
+
+def test_a_label_width_cap_keeps_wide_lines_labelled_by_a_thin_centreline_band() -> None:
+    from dislotrack.runtime.synth.render import rasterize_line
+
+    pts = np.stack([np.arange(20.0, 120.0, 0.5), np.full(200, 40.0)], axis=1)
+    wide = rasterize_line(pts, (80, 140), thickness=9.0)
+    capped = rasterize_line(pts, (80, 140), thickness=9.0, max_half_width=2.0)
+    assert np.array_equal(wide.profile, capped.profile)  # the drawn line is the same
+    rows = lambda r: np.flatnonzero(r.mask[:, 70 - r.x0])  # noqa: E731 - mask rows in one column
+    assert len(rows(wide)) >= 9 and len(rows(capped)) <= 5
+    assert set(rows(capped)) <= set(rows(wide))
+
+
+def test_m2_tem_labels_stay_thin_while_its_lines_are_wide() -> None:
+    from skimage.morphology import skeletonize
+
+    def label_widths(preset: str) -> np.ndarray:
+        """Mask area over skeleton length: a label's mean width (px)."""
+        masks = [m for k in range(4) for m in generate(preset, seed=k, size=(256, 256)).masks]
+        return np.array([m.sum() / max(skeletonize(m).sum(), 1) for m in masks])
+
+    cap = load_preset("m2-tem").style.label_max_width
+    assert load_preset("m2-tem").style.thickness[1] > 2 * cap
+    assert np.median(label_widths("m2-tem")) <= cap + 1 < np.median(label_widths("m2-wide"))
 
 
 def test_a_preset_file_names_only_what_it_changes_from_its_base(tmp_path) -> None:
