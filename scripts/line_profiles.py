@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dislotrack.runtime.inference import max_value
 from dislotrack.runtime.lines import fit_lines, skeleton_path
 from dislotrack.training.evaluate import Labelled, load_mask_folder, synthetic_labelled
 
@@ -69,10 +70,10 @@ def fwhm(profile: np.ndarray, offsets: np.ndarray, background: float) -> float:
 
 
 def line_profiles(frame: Labelled) -> list[Profile]:
-    image = np.asarray(frame.image, dtype=np.float64)
+    image = np.asarray(frame.image)
+    image = image.astype(np.float64) / max_value(image.dtype)  # the runtime's full scale
     if image.ndim == 3:
         image = image.mean(axis=2)
-    image = image / (255.0 if image.max() > 1.5 else 1.0)
     noise, spread = frame_noise(image), local_spread(image, LOCAL_SIGMA)
     out = []
     for mask in frame.masks:
