@@ -137,9 +137,7 @@ def render(cfg: SynthConfig, seed: int | list[int], size: tuple[int, int]) -> Sy
     for p, pu in enumerate(pileups):
         for j in range(len(pu["lines"])):
             curves.append(((p, j), spline(support_points(pu, j)), styles[p][j]))
-    drawn = draw_lines(
-        img, curves, cfg.pileups.min_visible_length, cfg.style.label_width, cfg.style.label_max_width
-    )
+    drawn = draw_lines(img, curves, cfg.pileups.min_visible_length, cfg.style)
     img = finish(img, noise_fields(bgv, shape, rngs["noise"]), bgv["s2"], rngs["noise"])
     masks, labels = truth(drawn, shape)
     lines = tuple(resample(d.points, 1.0) for d in drawn)

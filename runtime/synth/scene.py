@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dislotrack.runtime.synth.config import BackgroundConfig, SynthConfig
+from dislotrack.runtime.synth.config import BackgroundConfig, LineStyleConfig, SynthConfig
 from dislotrack.runtime.synth.perlin import perlin
 from dislotrack.runtime.synth.render import (
     LineRaster,
@@ -595,13 +595,12 @@ def draw_lines(
     img: np.ndarray,
     curves: list[tuple[tuple[int, int], np.ndarray, dict]],
     min_length: float,
-    label_width: float,
-    label_max_width: float = 0.0,
+    config: LineStyleConfig,
 ) -> list[DrawnLine]:
     """Clip each curve to the view, darken the image along it and return the ones that stay visible.
 
-    Each line's mask is at least ``label_width`` px wide, and at most ``label_max_width`` when that
-    is > 0.
+    Each line's mask is at least ``config.label_width`` px wide, and at most
+    ``config.label_max_width`` when that is > 0.
     """
     shape = img.shape
     drawn = []
@@ -625,8 +624,8 @@ def draw_lines(
             style["thickness"],
             style["fringe"],
             weights=mod,
-            min_half_width=label_width / 2.0,
-            max_half_width=label_max_width / 2.0,
+            min_half_width=config.label_width / 2.0,
+            max_half_width=config.label_max_width / 2.0,
         )
         if r is None or not r.mask.any():
             continue

@@ -327,13 +327,7 @@ def iter_video(config: VideoConfig) -> Iterator[VideoFrameTruth]:
             for j in range(len(pu["lines"])):
                 sup = support_points(pu, j, position=float(positions[p][t, j]), offset=drift[t])
                 curves.append(((p, j), spline(sup), styles[p][j]))
-        drawn = draw_lines(
-            img,
-            curves,
-            scene.pileups.min_visible_length,
-            scene.style.label_width,
-            scene.style.label_max_width,
-        )
+        drawn = draw_lines(img, curves, scene.pileups.min_visible_length, scene.style)
         img = finish(img, weight, bgv["s2"], rngs["noise"])
         _, labels_idx = truth(drawn, shape)
         labels = np.zeros(shape, dtype=np.uint8)
