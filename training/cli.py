@@ -82,6 +82,9 @@ def _add_loop_args(
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast with AMX/AVX512-BF16)")
     g.add_argument("--workers", type=int, default=1, help="data-loader processes (0: in the main process)")
     g.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that crosses this")
+    g.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when torch sees a GPU"
+    )
     g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     g.add_argument("--seed", type=int, default=0)
 
@@ -98,7 +101,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_args(train)
     _add_loop_args(train, epochs=20, steps=250, lr=1e-3)
     g = train.add_argument_group("synthetic data")
-    g.add_argument("--preset", default="m2", help="generator preset")
+    g.add_argument(
+        "--preset",
+        default="m2",
+        help="generator preset; several, comma-separated, alternate image by image (validation: the first)",
+    )
     g.add_argument("--gen-size", type=_size, default=(512, 512), help="generated image size, N or HxW")
     g.add_argument("--crops-per-image", type=int, default=1)
     g.add_argument("--val-images", type=int, default=32, help="held-out synthetic validation images")
@@ -155,6 +162,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="runtime lines without joining pieces that continue each other (as `process --no-join`)",
     )
+    ev.add_argument(
+        "--torch",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        metavar="DEVICE",
+        help="run the model's .safetensors with torch on DEVICE (auto: CUDA when present) instead of "
+        "onnxruntime; same pre- and post-processing. For GPU machines without onnxruntime-gpu",
+    )
     ev.add_argument("--per-image", default=None, help="write per-image figures to this CSV")
     ev.add_argument(
         "--card-key", default=None, help="also store the figures under metrics.<KEY> in the model's JSON card"
@@ -206,6 +221,7 @@ def _loop_config(args: argparse.Namespace, data, model):
         bf16=args.bf16,
         workers=args.workers,
         max_minutes=args.max_minutes,
+        device=args.device,
         out_dir=args.out,
         **(
             {"val_images": args.val_images, "val_size": args.val_size, "val_seed": args.val_seed}

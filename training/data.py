@@ -19,6 +19,9 @@ Sample = tuple[np.ndarray, np.ndarray]
 """(image float32 (H, W) in [0, 1], masks bool (n, H, W))."""
 
 
+PRESET_SEED_STRIDE = 15_485_863  # keeps the streams of mixed presets apart
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Probabilities and ranges of each augmentation; ``AugmentConfig.off()`` disables them all."""
@@ -45,6 +48,8 @@ class DataConfig:
 
     ``gen_size``: size at which synthetic images are generated; ``crops_per_image`` random crops of
     ``crop`` px are taken from each, so generation cost is shared when it is larger than the crop.
+    ``preset`` may name several presets, comma-separated: images then alternate between them (so a
+    model learns wide lines without forgetting thin ones); validation uses the first.
     """
 
     preset: str = "m2"
@@ -148,11 +153,26 @@ def prepare(image: np.ndarray, masks: np.ndarray, rng: np.random.Generator, conf
 
 
 def synthetic_images(config: DataConfig, seed: int) -> Iterator[Sample]:
-    """Endless (image, masks) pairs from the deterministic synthetic stream of ``seed``."""
+    """Endless (image, masks) pairs from the deterministic synthetic stream of ``seed`` (one stream
+    per preset, taken in turn)."""
     from dislotrack.runtime.synth import iter_samples
 
-    for s in iter_samples(preset=config.preset, seed=seed, size=config.gen_size):
-        yield s.image.astype(np.float32), s.masks.astype(bool)
+    streams = [
+        iter_samples(preset=name, seed=seed + PRESET_SEED_STRIDE * k, size=config.gen_size)
+        for k, name in enumerate(presets(config))
+    ]
+    while True:
+        for stream in streams:
+            s = next(stream)
+            yield s.image.astype(np.float32), s.masks.astype(bool)
+
+
+def presets(config: DataConfig) -> list[str]:
+    """The generator presets of ``config.preset`` (comma-separated), in order."""
+    names = [p.strip() for p in config.preset.split(",") if p.strip()]
+    if not names:
+        raise ValueError(f"no generator preset in {config.preset!r}")
+    return names
 
 
 def cycled(samples: Sequence[Sample], rng: np.random.Generator) -> Iterator[Sample]:

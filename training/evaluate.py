@@ -141,17 +141,24 @@ def score_frames(
     per_image: list | None = None,
     raw_masks: bool = False,
     lines=None,
+    torch_device: str | None = None,
 ) -> dict:
     """Run the model on every frame and summarise; optional per-image rows appended to ``per_image``.
 
     ``raw_masks`` scores the thresholded output channels as instances (the papers' protocol, which
     shows whether the network itself separates dislocations) instead of the runtime's lines, made
-    with ``lines`` (a ``LineConfig``; default the runtime's)."""
+    with ``lines`` (a ``LineConfig``; default the runtime's). ``torch_device`` runs the model's torch
+    weights there instead of onnxruntime (``TorchPredictor``)."""
     from dislotrack.runtime.inference import InferenceConfig, Predictor
     from dislotrack.runtime.lines import LineConfig
     from dislotrack.training.metrics import binarise
 
-    predictor = Predictor(model, InferenceConfig(device="cpu"))
+    if torch_device is None:
+        predictor = Predictor(model, InferenceConfig(device="cpu"))
+    else:
+        from dislotrack.training.torch_inference import TorchPredictor
+
+        predictor = TorchPredictor(model, torch_device)
     scores: list[ImageScores] = []
     for f in frames:
         probs = predictor.predict(f.image[None])[0]
@@ -165,6 +172,7 @@ def score_frames(
     return {
         "model": str(predictor.model.path),
         "sha256": predictor.model.sha256,
+        "provider": predictor.provider,
         **summarise(scores).to_dict(),
         "settings": {
             **asdict(config),
@@ -229,7 +237,7 @@ def run_evaluate(args) -> dict:
     from dislotrack.training.export import code_version
 
     lines = LineConfig(join_gap_px=0.0) if args.no_join else LineConfig()
-    figures = score_frames(args.model, frames, config, rows, args.raw_masks, lines)
+    figures = score_frames(args.model, frames, config, rows, args.raw_masks, lines, args.torch)
     summary = {**figures, "data": source, "code_version": code_version()}
     if args.per_image:
         write_rows(args.per_image, rows)

@@ -103,7 +103,8 @@ def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> 
     if truth.shape[0] > 0:
         cost = dice_loss_matrix(probs, truth, config.smooth)
         rows, cols = match(cost.detach().cpu().numpy(), config.matching)
-        dice = cost[torch.as_tensor(rows), torch.as_tensor(cols)].mean()
+        pairs = torch.as_tensor(rows, device=cost.device), torch.as_tensor(cols, device=cost.device)
+        dice = cost[pairs].mean()
         matched[torch.as_tensor(cols, device=probs.device)] = True
     spare = probs[~matched]
     if not spare.shape[0]:

@@ -48,7 +48,8 @@ class TrainConfig:
     """One training run. ``max_minutes`` stops cleanly after the epoch that crosses it.
 
     ``bf16``: bfloat16 autocast with channels-last tensors for the training steps (validation stays
-    float32); about 1.5-2x faster on CPUs with AMX/AVX512-BF16, slower on CPUs without them."""
+    float32); about 1.5-2x faster on CPUs with AMX/AVX512-BF16, slower on CPUs without them, and the
+    usual choice on GPUs. ``device``: ``auto`` trains on CUDA when torch sees a GPU, else on the CPU."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -66,6 +67,7 @@ class TrainConfig:
     bf16: bool = False
     workers: int = 1
     max_minutes: float = 0.0
+    device: str = "auto"
     out_dir: str = "runs/train"
     init: dict | None = None  # the weights training started from (file, sha256, their training), if any
 
@@ -133,8 +135,9 @@ class SyntheticSamples:
 def validation_set(config: TrainConfig) -> list[Sample]:
     """Fixed held-out synthetic images (seed never used for training), uncropped, unaugmented."""
     from dislotrack.runtime.synth import iter_samples
+    from dislotrack.training.data import presets
 
-    stream = iter_samples(preset=config.data.preset, seed=config.val_seed, size=config.val_size)
+    stream = iter_samples(preset=presets(config.data)[0], seed=config.val_seed, size=config.val_size)
     out = []
     for _ in range(config.val_images):
         s = next(stream)
@@ -142,8 +145,20 @@ def validation_set(config: TrainConfig) -> list[Sample]:
     return out
 
 
-def hardware() -> str:
-    """CPU model and core count (Linux ``/proc/cpuinfo`` when readable) and torch's thread count."""
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when torch sees a GPU, else CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r} (auto, cpu or cuda)")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def hardware(device: torch.device | None = None) -> str:
+    """GPU name when training on CUDA; CPU model and core count (Linux ``/proc/cpuinfo`` when
+    readable) and torch's thread count."""
     name = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -153,7 +168,10 @@ def hardware() -> str:
             if ln.startswith("model name")
         ]
         name = models[0] if models else name
-    return f"{name}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    cpu = f"{name}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    if device is not None and device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}); {cpu}"
+    return cpu
 
 
 def samples_fingerprint(samples: Sequence[Sample]) -> str:
@@ -167,12 +185,15 @@ def samples_fingerprint(samples: Sequence[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to 5 % over the planned steps."""
+def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up then cosine decay to 5 % over the planned steps or, with ``max_minutes``, over
+    that time if it runs out first (so a time-limited run still ends on a decayed learning rate)."""
     total = max(config.epochs * config.steps_per_epoch, 1)
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     t = min((step - config.warmup_steps) / max(total - config.warmup_steps, 1), 1.0)
+    if config.max_minutes:
+        t = max(t, min(elapsed_s / (60.0 * config.max_minutes), 1.0))
     return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
@@ -180,11 +201,13 @@ def lr_at(step: int, config: TrainConfig) -> float:
 def predict_probs(
     net: torch.nn.Module, images: Sequence[np.ndarray], model: ModelConfig, batch_size: int = 4
 ) -> Iterator[np.ndarray]:
-    """(N, H, W) probabilities per image (sizes must be multiples of 32), in evaluation mode."""
+    """(N, H, W) probabilities per image (sizes must be multiples of 32), in evaluation mode, on the
+    network's device."""
     net.eval()
+    device = next(net.parameters()).device
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.stack(images[i : i + batch_size])[:, None].astype(np.float32))
-        probs = torch.sigmoid(net((x - model.mean) / model.std)).numpy()
+        x = torch.from_numpy(np.stack(images[i : i + batch_size])[:, None].astype(np.float32)).to(device)
+        probs = torch.sigmoid(net((x - model.mean) / model.std)).float().cpu().numpy()
         yield from probs
 
 
@@ -210,7 +233,7 @@ def forward(net: torch.nn.Module, images: torch.Tensor, config: TrainConfig) -> 
     x = (images - config.model.mean) / config.model.std
     if not config.bf16:
         return net(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(images.device.type, dtype=torch.bfloat16):
         return net(x.contiguous(memory_format=torch.channels_last)).float()
 
 
@@ -294,7 +317,10 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.data.seed)
-    net = build_model(config.model)
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
+    net = build_model(config.model).to(device)
     if config.bf16:
         net = net.to(memory_format=torch.channels_last)
     if init_weights is not None:
@@ -307,7 +333,7 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
         log.info("resumed %s at epoch %d step %d", out, state["epoch"], state["step"])
-    state.setdefault("hardware", hardware())
+    state.setdefault("hardware", hardware(device))
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     val_samples = validation_set(config) if val_samples is None else val_samples
     fingerprint = samples_fingerprint(val_samples)
@@ -320,7 +346,11 @@ def train(
         factory, config.data.seed + 104_729 * state["step"], config.batch_size, config.model.n_masks
     )
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, num_workers=config.workers, persistent_workers=config.workers > 0
+        dataset,
+        batch_size=None,
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+        pin_memory=device.type == "cuda",
     )
     batches = iter(loader)
     started = time.perf_counter() - state["wall_s"]
@@ -330,8 +360,10 @@ def train(
         bar = _progress(config.steps_per_epoch, f"epoch {state['epoch'] + 1}/{config.epochs}")
         for _ in range(config.steps_per_epoch):
             images, masks, counts = next(batches)
+            images = images.to(device, non_blocking=True)
+            masks = masks.to(device, non_blocking=True)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(state["step"], config)
+                group["lr"] = lr_at(state["step"], config, time.perf_counter() - started)
             loss = matched_dice_loss(forward(net, images, config), masks, counts, config.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

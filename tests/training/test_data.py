@@ -95,3 +95,22 @@ def test_augmentation_off_leaves_the_image_alone():
     image = np.random.default_rng(0).uniform(0.2, 0.8, (32, 32)).astype(np.float32)
     out = photometric(image, np.random.default_rng(1), AugmentConfig.off())
     np.testing.assert_allclose(out, image, atol=1e-6)
+
+
+def test_mixed_presets_alternate_image_by_image_and_one_preset_is_unchanged():
+    from dislotrack.runtime.synth import iter_samples
+    from dislotrack.training.data import PRESET_SEED_STRIDE, DataConfig, presets, synthetic_images
+
+    size = (64, 64)
+    mixed = synthetic_images(DataConfig(preset="m2, m2-tem", gen_size=size), seed=5)
+    firsts = [next(mixed)[0] for _ in range(3)]
+    m2 = iter_samples(preset="m2", seed=5, size=size)
+    tem = iter_samples(preset="m2-tem", seed=5 + PRESET_SEED_STRIDE, size=size)
+    assert np.array_equal(firsts[0], next(m2).image.astype(np.float32))
+    assert np.array_equal(firsts[1], next(tem).image.astype(np.float32))
+    assert np.array_equal(firsts[2], next(m2).image.astype(np.float32))
+    single = next(synthetic_images(DataConfig(preset="m2", gen_size=size), seed=5))[0]
+    assert np.array_equal(single, firsts[0])
+    assert presets(DataConfig(preset="m2,m2-tem")) == ["m2", "m2-tem"]
+    with pytest.raises(ValueError, match="no generator preset"):
+        presets(DataConfig(preset=" , "))

@@ -125,3 +125,36 @@ def test_update_card_can_write_into_another_models_card(tiny_model, tmp_path):
     update_card(str(tiny_model), "finetune", {"lar": 0.5}, card=str(other))
     assert json.loads(other.read_text())["metrics"] == {"validation": {}, "finetune": {"lar": 0.5}}
     assert "finetune" not in json.loads(tiny_model.with_suffix(".json").read_text())["metrics"]
+
+
+def test_torch_predictor_matches_onnxruntime_on_an_unpadded_frame(tiny_model):
+    from dislotrack.runtime.inference import Predictor
+    from dislotrack.training.torch_inference import TorchPredictor
+
+    frames = np.random.default_rng(3).integers(0, 256, (2, 50, 70), dtype=np.uint8)
+    ours = TorchPredictor(tiny_model, "cpu")
+    assert ours.provider == "torch-cpu" and ours.threshold == Predictor(tiny_model).threshold
+    expected = Predictor(tiny_model).predict(frames)
+    got = ours.predict(frames)
+    assert got.shape == expected.shape == (2, 4, 50, 70)
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_evaluate_with_torch_reports_its_provider(tiny_model, capsys):
+    from dislotrack.cli.main import main
+
+    args = ["evaluate", "--model", str(tiny_model), "--synthetic", "2", "--size", "64x96", "--torch", "cpu"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["provider"] == "torch-cpu" and out["n_images"] == 2
+
+
+def test_training_refuses_cuda_without_a_gpu(monkeypatch):
+    import torch
+
+    from dislotrack.training.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        resolve_device("cuda")

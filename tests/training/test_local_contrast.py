@@ -44,6 +44,7 @@ def test_weights_move_between_networks_with_and_without_it() -> None:
 
     from dislotrack.training.model import ModelConfig, build_model
 
+    torch.manual_seed(0)  # the bf16 bound below depends on the weights: not on earlier tests' draws
     plain = build_model(ModelConfig(**TINY)).eval()
     local = build_model(ModelConfig(**TINY, local_contrast_px=6.0)).eval()
     assert plain.state_dict().keys() == local.state_dict().keys()

@@ -149,3 +149,16 @@ def test_init_weights_of_another_architecture_is_a_one_line_error(tiny_model, tm
     assert main(["train", "--init", str(tiny_model), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "--init" in err and "\n" not in err
+
+
+def test_learning_rate_decays_over_the_time_budget_when_it_runs_out_first():
+    from dislotrack.training.train import TrainConfig, lr_at
+
+    steps = TrainConfig(lr=1.0, warmup_steps=10, epochs=10, steps_per_epoch=100)
+    timed = TrainConfig(lr=1.0, warmup_steps=10, epochs=10, steps_per_epoch=100, max_minutes=2.0)
+    assert lr_at(5, timed, elapsed_s=500.0) == lr_at(5, steps) == 0.6  # warm-up is by steps
+    assert lr_at(10, steps) == lr_at(10, timed, elapsed_s=0.0) == 1.0
+    assert abs(lr_at(505, steps) - 0.525) < 1e-9  # half of the planned steps
+    assert abs(lr_at(20, timed, elapsed_s=60.0) - 0.525) < 1e-9  # half of the time
+    assert abs(lr_at(20, timed, elapsed_s=999.0) - 0.05) < 1e-9
+    assert abs(lr_at(1000, timed, elapsed_s=1.0) - 0.05) < 1e-9  # steps ran out first

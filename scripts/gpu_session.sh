@@ -1,0 +1,155 @@
+#!/bin/bash
+# One GPU session, as one command (lent GPU machines come in short leases): train the paper's
+# resnet50 U-Net++ at 512² from scratch and, beside it on the same GPU, continue the shipped mobilenet_v2
+# model; export the resnet50 and score it (held-out synthetic m2, real labelled frames when given);
+# time the runtime pipeline with both networks on the GPU. Every stage has a time guard so that the
+# outputs come back even when a stage runs long.
+#
+#   OUT=dir [MINUTES=5] [REAL=path/to/labelled] scripts/gpu_session.sh
+#
+# Needs torch with CUDA, segmentation-models-pytorch and dislotrack importable (`pip install '.[train]'`
+# or PYTHONPATH). Writes under $OUT: log.txt, r50.tgz (card, evaluations, history, benchmarks) and the
+# continued mobilenet_v2 run without optimiser state, as mnv2.tgz.part-* (15 MB pieces; join with cat).
+# The other settings are environment variables below (the CPU dry run in the README shrinks them).
+set -u
+OUT=${OUT:?set OUT to the output folder}
+MINUTES=${MINUTES:-5}
+REAL=${REAL:-}
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+R50_CROP=${R50_CROP:-512}
+R50_BATCH=${R50_BATCH:-16}
+R50_WORKERS=${R50_WORKERS:-7}
+R50_STEPS=${R50_STEPS:-150}
+R50_VAL=${R50_VAL:-512}
+MN_CROP=${MN_CROP:-256}
+MN_BATCH=${MN_BATCH:-32}
+MN_WORKERS=${MN_WORKERS:-6}
+MN_STEPS=${MN_STEPS:-600}
+PRESETS=${PRESETS:-m2,m2-tem}
+SYN=${SYN:-200}
+SYN_SIZE=${SYN_SIZE:-512}
+BENCH_FRAMES=${BENCH_FRAMES:-400}
+DEADLINE=${DEADLINE:-520}  # seconds after start by which the optional stages must be done
+WORK=${WORK:-$(mktemp -d)}
+DT="$PY -m dislotrack.cli.main"
+SHIPPED=$($PY -c "from dislotrack.runtime.model import default_model_path; print(default_model_path())")
+mkdir -p "$OUT" "$WORK"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+stamp() { echo "[$(date +%T) +${SECONDS}s] $*"; }
+
+stamp "start: work in $WORK, shipped model $SHIPPED"
+nvidia-smi -L 2>/dev/null || true
+$PY -c "import torch, segmentation_models_pytorch as smp; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'smp', smp.__version__)"
+
+kill_after=$(awk "BEGIN {print int($MINUTES * 60 + 75)}")
+stamp "training both models for $MINUTES min (hard stop after ${kill_after}s)"
+timeout -k 15 "$kill_after" $DT train --device "$DEVICE" --encoder resnet50 --decoder-channels 256,128,64,32,16 \
+    --local-contrast 24 --preset "$PRESETS" --crop "$R50_CROP" --gen-size 512 --batch-size "$R50_BATCH" \
+    --lr 1e-3 --warmup-steps 100 --epochs 1000 --steps-per-epoch "$R50_STEPS" --bf16 --threads 2 \
+    --workers "$R50_WORKERS" --max-minutes "$MINUTES" --val-size "$R50_VAL" --seed 50 \
+    --out "$WORK/r50" > "$WORK/r50-train.log" 2>&1 &
+r50=$!
+timeout -k 15 "$kill_after" $DT train --device "$DEVICE" --init "$SHIPPED" --decoder-channels 128,64,32,16,16 \
+    --local-contrast 24 --preset "$PRESETS" --crop "$MN_CROP" --gen-size 512 --crops-per-image 4 \
+    --batch-size "$MN_BATCH" --lr 3e-4 --warmup-steps 50 --epochs 1000 --steps-per-epoch "$MN_STEPS" --bf16 \
+    --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --seed 51 \
+    --out "$WORK/mnv2" > "$WORK/mnv2-train.log" 2>&1 &
+mn=$!
+wait $r50; stamp "resnet50 training exit $?"; tail -n 3 "$WORK/r50-train.log"
+wait $mn; stamp "mobilenet_v2 training exit $?"; tail -n 3 "$WORK/mnv2-train.log"
+for run in r50 mnv2; do
+    [ -f "$WORK/$run/history.csv" ] && { echo "== $run history"; cat "$WORK/$run/history.csv"; }
+done
+
+# The continued mobilenet_v2 run comes back whole (its weights fit), minus optimiser state.
+if [ -f "$WORK/mnv2/best.pt" ]; then
+    $PY - "$WORK/mnv2" <<'EOF'
+import sys
+from pathlib import Path
+
+import torch
+
+run = Path(sys.argv[1])
+for name in ("best.pt", "last.pt"):
+    ckpt = torch.load(run / name, map_location="cpu", weights_only=False)
+    ckpt.pop("optimizer", None)
+    torch.save(ckpt, run / name.replace(".pt", "-weights.pt"))
+EOF
+    tar -C "$WORK" -czf "$WORK/mnv2.tgz" mnv2/best-weights.pt mnv2/last-weights.pt mnv2/history.csv \
+        mnv2/history.png mnv2/config.json mnv2-train.log
+    split -b 15M -d "$WORK/mnv2.tgz" "$OUT/mnv2.tgz.part-"
+    stamp "mobilenet_v2 run packed: $(ls "$OUT" | tr '\n' ' ')"
+fi
+
+M=$WORK/r50/model/unetpp-r50-m2mix-lc24.onnx
+mkdir -p "$WORK/r50/eval"
+if [ -f "$WORK/r50/best.pt" ]; then
+    stamp "exporting resnet50"
+    timeout 150 $DT export "$WORK/r50" --out "$WORK/r50/model" --name unetpp-r50-m2mix-lc24 --not-default \
+        > "$WORK/r50/eval/export.log" 2>&1
+    stamp "export exit $?"; tail -n 2 "$WORK/r50/eval/export.log"
+fi
+if [ -f "$M" ]; then
+    stamp "scoring resnet50 (torch on $DEVICE)"
+    ev() { timeout 200 $DT evaluate --model "$M" --torch "$DEVICE" "$@"; }
+    pids=()
+    ev --synthetic "$SYN" --size "$SYN_SIZE" > "$WORK/r50/eval/syn.json" 2>"$WORK/r50/eval/syn.err" &
+    pids+=($!)
+    ev --synthetic "$SYN" --size "$SYN_SIZE" --raw-masks > "$WORK/r50/eval/synraw.json" 2>"$WORK/r50/eval/synraw.err" &
+    pids+=($!)
+    if [ -n "$REAL" ]; then
+        ev --images "$REAL/images" --masks "$REAL/masks" > "$WORK/r50/eval/real59.json" 2>"$WORK/r50/eval/real59.err" &
+        pids+=($!)
+        ev --images "$REAL/images" --masks "$REAL/masks" --skip-first 10 \
+            > "$WORK/r50/eval/last49.json" 2>"$WORK/r50/eval/last49.err" &
+        pids+=($!)
+    fi
+    wait "${pids[@]}"  # by PID: a bare wait would also wait for the log's tee
+    stamp "scored"
+    # into the card one after the other (the evaluations ran at once and would race on the file)
+    $PY - "$WORK/r50/eval" "$M" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+from dislotrack.training.evaluate import update_card
+
+CARD_KEYS = {
+    "syn": "synthetic_m2",
+    "synraw": "synthetic_m2_raw_masks",
+    "real59": "real_tanaka_8um",
+    "last49": "real_tanaka_8um_last49",
+}
+for stem, key in CARD_KEYS.items():
+    f = Path(sys.argv[1]) / f"{stem}.json"
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, ValueError):
+        print(stem, "no result; see", f.with_suffix(".err").name)
+        continue
+    keys = ("length_metric", "lar", "instance_recall", "centreline_recall", "centreline_precision")
+    print(stem, {k: round(d[k], 3) for k in keys}, "provider", d.get("provider"))
+    update_card(sys.argv[2], key, {k: v for k, v in d.items() if k != "model"})
+EOF
+    for f in "$WORK"/r50/eval/*.err; do [ -s "$f" ] && { echo "== $f"; tail -n 3 "$f"; }; done
+fi
+
+bench() {  # name, model, precision
+    if [ "$SECONDS" -lt "$DEADLINE" ]; then
+        stamp "pipeline benchmark: $1 ($3)"
+        timeout $((DEADLINE + 40 - SECONDS)) $PY scripts/bench_pipeline_torch.py --model "$2" --device "$DEVICE" \
+            --precision "$3" --frames "$BENCH_FRAMES" --json "$WORK/r50/eval/bench-$1-$3.json" \
+            | tr -d '\n ' ; echo
+    else
+        stamp "skipped benchmark $1 ($3): past the deadline"
+    fi
+}
+[ -f "$M" ] && bench r50 "$M" "${BENCH_PRECISION:-float16}"
+bench shipped "$SHIPPED" "${BENCH_PRECISION:-float16}"
+[ -f "$M" ] && bench r50 "$M" float32
+
+tar -C "$WORK" -czf "$OUT/r50.tgz" --exclude='*.onnx' --exclude='*.safetensors' --exclude='*.pt' \
+    r50 r50-train.log 2>/dev/null
+stamp "done: $(ls -la "$OUT" | tail -n +2 | awk '{print $5, $9}' | tr '\n' ' ')"
+sleep 1  # let tee write the last lines
