@@ -37,6 +37,15 @@ SHIPPED=$($PY -c "from dislotrack.runtime.model import default_model_path; print
 mkdir -p "$OUT" "$WORK"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 stamp() { echo "[$(date +%T) +${SECONDS}s] $*"; }
+guard() {  # run "$@" under a timeout that ends it by DEADLINE + 50 s; skip it when that is too close
+    local left=$((DEADLINE + 50 - SECONDS))
+    [ "$left" -gt 10 ] || { stamp "skipped, past the deadline: ${*:1:3}"; return 124; }
+    timeout "$left" "$@"
+}
+pack_r50() {  # after every stage, so that a command stopped at its limit still returns what was done
+    [ -d "$WORK/r50" ] && tar -C "$WORK" -czf "$OUT/r50.tgz" --exclude='*.onnx' --exclude='*.safetensors' \
+        --exclude='*.pt' r50 r50-train.log 2>/dev/null
+}
 
 stamp "start: work in $WORK, shipped model $SHIPPED"
 nvidia-smi -L 2>/dev/null || true
@@ -61,6 +70,7 @@ wait $mn; stamp "mobilenet_v2 training exit $?"; tail -n 3 "$WORK/mnv2-train.log
 for run in r50 mnv2; do
     [ -f "$WORK/$run/history.csv" ] && { echo "== $run history"; cat "$WORK/$run/history.csv"; }
 done
+pack_r50
 
 # The continued mobilenet_v2 run comes back whole (its weights fit), minus optimiser state.
 if [ -f "$WORK/mnv2/best.pt" ]; then
@@ -86,13 +96,13 @@ M=$WORK/r50/model/unetpp-r50-m2mix-lc24.onnx
 mkdir -p "$WORK/r50/eval"
 if [ -f "$WORK/r50/best.pt" ]; then
     stamp "exporting resnet50"
-    timeout 150 $DT export "$WORK/r50" --out "$WORK/r50/model" --name unetpp-r50-m2mix-lc24 --not-default \
+    guard $DT export "$WORK/r50" --out "$WORK/r50/model" --name unetpp-r50-m2mix-lc24 --not-default \
         > "$WORK/r50/eval/export.log" 2>&1
     stamp "export exit $?"; tail -n 2 "$WORK/r50/eval/export.log"
 fi
 if [ -f "$M" ]; then
     stamp "scoring resnet50 (torch on $DEVICE)"
-    ev() { timeout 200 $DT evaluate --model "$M" --torch "$DEVICE" "$@"; }
+    ev() { guard $DT evaluate --model "$M" --torch "$DEVICE" "$@"; }
     pids=()
     ev --synthetic "$SYN" --size "$SYN_SIZE" > "$WORK/r50/eval/syn.json" 2>"$WORK/r50/eval/syn.err" &
     pids+=($!)
@@ -133,6 +143,7 @@ for stem, key in CARD_KEYS.items():
     update_card(sys.argv[2], key, {k: v for k, v in d.items() if k != "model"})
 EOF
     for f in "$WORK"/r50/eval/*.err; do [ -s "$f" ] && { echo "== $f"; tail -n 3 "$f"; }; done
+    pack_r50
 fi
 
 bench() {  # name, model, precision
@@ -141,6 +152,7 @@ bench() {  # name, model, precision
         timeout $((DEADLINE + 40 - SECONDS)) $PY scripts/bench_pipeline_torch.py --model "$2" --device "$DEVICE" \
             --precision "$3" --frames "$BENCH_FRAMES" --json "$WORK/r50/eval/bench-$1-$3.json" \
             | tr -d '\n ' ; echo
+        pack_r50
     else
         stamp "skipped benchmark $1 ($3): past the deadline"
     fi
@@ -149,7 +161,6 @@ bench() {  # name, model, precision
 bench shipped "$SHIPPED" "${BENCH_PRECISION:-float16}"
 [ -f "$M" ] && bench r50 "$M" float32
 
-tar -C "$WORK" -czf "$OUT/r50.tgz" --exclude='*.onnx' --exclude='*.safetensors' --exclude='*.pt' \
-    r50 r50-train.log 2>/dev/null
+pack_r50
 stamp "done: $(ls -la "$OUT" | tail -n +2 | awk '{print $5, $9}' | tr '\n' ' ')"
 sleep 1  # let tee write the last lines
