@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from dislotrack.runtime.results import Line, Spacing
 
@@ -33,16 +34,37 @@ class SpacingConfig:
 def _project(points: np.ndarray, polylines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For (B, P, 2) points and (B, Q, 2) polylines: each point's distance to its polyline and
     whether the nearest point is an end of it (the point lies beyond the polyline)."""
-    a, ab = polylines[:, :-1], np.diff(polylines, axis=1)  # (B, S, 2)
-    denom = np.maximum((ab**2).sum(axis=2), 1e-12)  # (B, S)
-    ap = points[:, :, None, :] - a[:, None]  # (B, P, S, 2)
-    t_raw = (ap * ab[:, None]).sum(axis=3) / denom[:, None]
-    t = np.clip(t_raw, 0.0, 1.0)
-    d2 = ((ap - t[..., None] * ab[:, None]) ** 2).sum(axis=3)  # (B, P, S)
-    k = d2.argmin(axis=2)
-    t_k = np.take_along_axis(t_raw, k[..., None], axis=2)[..., 0]
-    at_end = ((k == 0) & (t_k <= 0)) | ((k == ab.shape[1] - 1) & (t_k >= 1))
-    return np.sqrt(np.take_along_axis(d2, k[..., None], axis=2)[..., 0]), at_end
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    polylines = np.ascontiguousarray(polylines, dtype=np.float64)
+    return _project_kernel(points, polylines)
+
+
+@njit(cache=True, nogil=True)
+def _project_kernel(points, polylines):
+    """Compiled loop over points and segments: it runs once per frame in the sequential stage of the
+    pipeline, where numpy's (B, P, S, 2) temporaries cost milliseconds. The first nearest segment
+    wins a tie, as ``argmin`` would."""
+    n_b, n_p = points.shape[0], points.shape[1]
+    n_s = polylines.shape[1] - 1
+    dist = np.empty((n_b, n_p))
+    at_end = np.zeros((n_b, n_p), dtype=np.bool_)
+    for b in range(n_b):
+        for p in range(n_p):
+            px, py = points[b, p, 0], points[b, p, 1]
+            best, best_s, best_t = np.inf, 0, 0.0
+            for s in range(n_s):
+                ax, ay = polylines[b, s, 0], polylines[b, s, 1]
+                abx, aby = polylines[b, s + 1, 0] - ax, polylines[b, s + 1, 1] - ay
+                apx, apy = px - ax, py - ay
+                t_raw = (apx * abx + apy * aby) / max(abx * abx + aby * aby, 1e-12)
+                t = min(max(t_raw, 0.0), 1.0)
+                dx, dy = apx - t * abx, apy - t * aby
+                d2 = dx * dx + dy * dy
+                if d2 < best:
+                    best, best_s, best_t = d2, s, t_raw
+            dist[b, p] = np.sqrt(best)
+            at_end[b, p] = (best_s == 0 and best_t <= 0) or (best_s == n_s - 1 and best_t >= 1)
+    return dist, at_end
 
 
 def _one_way(points: np.ndarray, others: np.ndarray, min_facing: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 from scipy.optimize import linear_sum_assignment
 
 from dislotrack.runtime.geometry import arclength
@@ -111,10 +112,27 @@ def line_shift(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """How far a line moved between two frames, robust to a change of its extent (a mask that held
     part of it in one frame and all of it in the next): the median shift between the shorter line's
     points and their closest points on the other. Centroids would count the extent change as glide."""
-    d2 = ((old[:, None, :] - new[None, :, :]) ** 2).sum(axis=2)
+    old = np.ascontiguousarray(old, dtype=np.float64)
+    new = np.ascontiguousarray(new, dtype=np.float64)
     if arclength(new)[-1] <= arclength(old)[-1]:
-        return np.median(new - old[d2.argmin(axis=0)], axis=0)
-    return np.median(new[d2.argmin(axis=1)] - old, axis=0)
+        return np.median(new - old[nearest_points(new, old)], axis=0)
+    return np.median(new[nearest_points(old, new)] - old, axis=0)
+
+
+@njit(cache=True, nogil=True)
+def nearest_points(a, b):
+    """Index of the closest (M, 2) point of ``b`` to each (K, 2) point of ``a`` (the first of equals):
+    a compiled loop, since it runs for every matched track in the pipeline's sequential stage."""
+    out = np.empty(a.shape[0], dtype=np.int64)
+    for i in range(a.shape[0]):
+        best, k = np.inf, 0
+        for j in range(b.shape[0]):
+            dx, dy = a[i, 0] - b[j, 0], a[i, 1] - b[j, 1]
+            d2 = dx * dx + dy * dy
+            if d2 < best:
+                best, k = d2, j
+        out[i] = k
+    return out
 
 
 @dataclass

@@ -46,9 +46,10 @@ def test_targets_compare_each_figure_with_its_limit(bench) -> None:
 def test_a_tiny_run_reports_every_stage(bench) -> None:
     args = argparse.Namespace(model=None, frames=4, batch=2, model_frames=2, seed=0, json=None)
     report = bench.run(args)
-    for stage in ("decode", "post", "tracking", "export"):
+    for stage in ("decode", "post", "tracking", "export", "ceiling"):
         assert report[stage]["frame_per_s"] > 0
     assert report["post"]["passes"] == 5
+    assert report["ceiling"]["frames"] == 4 and report["ceiling"]["post_workers"] >= 1
     assert report["post"]["best_pass_ms_per_frame"] <= report["post"]["ms_per_frame"]
     assert report["post"]["ms_per_frame"] <= report["post"]["worst_pass_ms_per_frame"]
     cpu = report["cpu"]
