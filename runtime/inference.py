@@ -67,6 +67,12 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
 
+def frame_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """A (B, H, W) array from one (H, W) frame, a (B, H, W) array or a sequence of frames of one size."""
+    batch = np.stack(images) if not isinstance(images, np.ndarray) else images
+    return batch[None] if batch.ndim == 2 else batch
+
+
 def preprocess(images: np.ndarray, meta: ModelMeta) -> np.ndarray:
     """(B, H, W) grey frames -> (B, 1, Hp, Wp) float32 normalised as in training, reflect-padded."""
     if images.ndim != 3:
@@ -131,9 +137,7 @@ class Predictor:
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """(B, H, W) frames of one size -> (B, N, H, W) float32 probabilities at the frames' size."""
-        batch = np.stack(images) if not isinstance(images, np.ndarray) else images
-        if batch.ndim == 2:
-            batch = batch[None]
+        batch = frame_batch(images)
         _, h, w = batch.shape
         x = preprocess(batch, self.meta).astype(self._input_dtype, copy=False)
         (probs,) = self.session.run([self._output], {self._input: x})

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dislotrack.runtime.inference import preprocess
+from dislotrack.runtime.inference import frame_batch, preprocess
 from dislotrack.runtime.model import ModelFile, ModelMeta, load_model_file
 from dislotrack.training.export import load_weights
 from dislotrack.training.model import ProbsModel
@@ -55,9 +55,7 @@ class TorchPredictor:
     @torch.no_grad()
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """(B, H, W) frames of one size -> (B, N, H, W) float32 probabilities at the frames' size."""
-        batch = np.stack(images) if not isinstance(images, np.ndarray) else images
-        if batch.ndim == 2:
-            batch = batch[None]
+        batch = frame_batch(images)
         _, h, w = batch.shape
         x = torch.from_numpy(preprocess(batch, self.meta)).to(self.device)
         if self.autocast is None:
