@@ -87,7 +87,7 @@ def _options(args: argparse.Namespace, **changes):
 
     pipeline = PipelineConfig(post_workers=getattr(args, "post_workers", None))
     if args.no_join:
-        pipeline = replace(pipeline, lines=replace(pipeline.lines, join_gap_px=0.0))
+        pipeline = replace(pipeline, lines=pipeline.lines.unjoined())
     if getattr(args, "tile_above", None):
         pipeline = replace(pipeline, tiling=replace(pipeline.tiling, max_side=args.tile_above))
     base = ProcessOptions(

@@ -18,7 +18,7 @@ that bounds each mask and the Lee thinning itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -64,6 +64,10 @@ class LineConfig:
     # directions differ by the turn in between; each lying on the other is the stronger evidence
     join_overlap_angle_deg: float = 60.0
     join_tangent_px: float = 6.0  # an end's direction: from the point this far along the line
+
+    def unjoined(self) -> LineConfig:
+        """The same settings with joining off: one line per mask piece (``--no-join``)."""
+        return replace(self, join_gap_px=0.0)
 
 
 @dataclass(frozen=True)

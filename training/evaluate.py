@@ -236,7 +236,7 @@ def run_evaluate(args) -> dict:
     from dislotrack.runtime.lines import LineConfig
     from dislotrack.training.export import code_version
 
-    lines = LineConfig(join_gap_px=0.0) if args.no_join else LineConfig()
+    lines = LineConfig().unjoined() if args.no_join else LineConfig()
     figures = score_frames(args.model, frames, config, rows, args.raw_masks, lines, args.torch)
     summary = {**figures, "data": source, "code_version": code_version()}
     if args.per_image:
