@@ -70,6 +70,13 @@ def _add_loop_args(
         "that sum outside the labelled lines only (plus the mean)",
     )
     g.add_argument(
+        "--union-weight",
+        type=float,
+        default=0.0,
+        help="weight of a Dice term on the channels' maximum against all lines together (0: off, "
+        "the paper's loss)",
+    )
+    g.add_argument(
         "--ignore-beyond",
         type=int,
         default=ignore_beyond,
@@ -163,6 +170,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="runtime lines without joining pieces that continue each other (as `process --no-join`)",
     )
     ev.add_argument(
+        "--flips",
+        type=int,
+        choices=(1, 2, 4),
+        default=1,
+        help="network passes per frame, mirrored (as `process --flips`); onnxruntime only",
+    )
+    ev.add_argument(
         "--torch",
         choices=("auto", "cpu", "cuda"),
         default=None,
@@ -210,6 +224,7 @@ def _loop_config(args: argparse.Namespace, data, model):
             empty_weight=args.empty_weight,
             ignore_beyond_px=args.ignore_beyond,
             empty=args.empty,
+            union_weight=args.union_weight,
         ),
         data=data,
         batch_size=args.batch_size,

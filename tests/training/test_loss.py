@@ -147,3 +147,22 @@ def test_outside_empty_term_punishes_false_lines_but_not_split_true_ones() -> No
     split_area = float(image_loss(split, truth, area)) - float(image_loss(clean, truth, area))
     assert cost_false > 0.5
     assert split_outside < split_area - 0.2  # only the Dice of the half-found line, not its other half
+
+
+def test_union_term_charges_line_pixels_found_in_no_channel_but_not_a_line_split_over_two() -> None:
+    from dislotrack.training.loss import LossConfig, dice_loss_matrix, image_loss
+
+    truth, clean = _one_line(8, 128, slice(10, 13), slice(10, 110))
+    split = clean.clone()
+    split[0, :, 60:] = 0
+    split[3, 10:13, 60:110] = 1  # the second half in another channel
+    half = clean.clone()
+    half[0, :, 60:] = 0  # the second half in no channel
+    plain, union = LossConfig(), LossConfig(union_weight=0.5)
+    for probs in (clean, split, half):
+        found = probs.amax(0, keepdim=True)
+        expected = float(image_loss(probs, truth, plain)) + 0.5 * float(dice_loss_matrix(found, truth)[0, 0])
+        assert float(image_loss(probs, truth, union)) == pytest.approx(expected, abs=1e-6)
+    extra_split = float(image_loss(split, truth, union) - image_loss(split, truth, plain))
+    extra_half = float(image_loss(half, truth, union) - image_loss(half, truth, plain))
+    assert extra_split < 0.01 and extra_half > 0.1
