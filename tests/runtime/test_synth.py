@@ -37,7 +37,7 @@ def _on_border(pt: np.ndarray, shape: tuple[int, int], tol: float = 1e-6) -> boo
     return min(pt[0], pt[1], w - 1 - pt[0], h - 1 - pt[1]) <= tol
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense"])
 def test_presets_are_shipped_data(preset: str) -> None:
     assert preset in list_presets()
     cfg = load_preset(preset)
@@ -45,7 +45,7 @@ def test_presets_are_shipped_data(preset: str) -> None:
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense"])
 def test_sample_contract(preset: str) -> None:
     for seed in SEEDS:
         s = generate(preset, seed=seed, size=SIZE)
@@ -70,7 +70,7 @@ def test_default_size_and_m2_counts() -> None:
     assert max(counts) > 4, "m2 should produce several pile-ups' worth of lines"
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense"])
 def test_regenerate_is_bit_identical(preset: str, tmp_path) -> None:
     s = generate(preset, seed=11, size=SIZE, dots=(5, 10))
     path = tmp_path / "sample.json"
@@ -399,3 +399,16 @@ def test_blur_matches_scipy(sigma: float) -> None:
     a = np.random.default_rng(1).random((70, 90)).astype(np.float32)
     ref = ndimage.gaussian_filter(a.astype(np.float64), sigma, mode="reflect", truncate=2.0)
     np.testing.assert_allclose(blur(a, sigma), ref, atol=2e-6)
+
+
+def test_dense_preset_draws_longer_pileups_than_m2() -> None:
+    """m2-dense exists for pile-ups of 8-20 lines as filmed; m2 draws at most 8 per pile-up."""
+    def per_pileup(preset: str) -> list[int]:
+        counts = []
+        for k in range(8):
+            lines = generate(preset, seed=k, size=(512, 512)).params["sampled"]["lines"]
+            counts += list(np.bincount([ln["pileup"] for ln in lines]))
+        return counts
+
+    assert max(per_pileup("m2")) <= 8 < max(per_pileup("m2-dense"))
+    assert np.median(per_pileup("m2-dense")) > np.median(per_pileup("m2"))
