@@ -43,6 +43,7 @@ class ProcessOptions:
     """Settings of ``dislotrack process`` (one set for all sources of a call)."""
 
     device: str = "auto"
+    flips: int = 1  # network passes per frame, mirrored (InferenceConfig.flips): 1, 2 or 4
     threshold: float | None = None
     track: bool = True
     drift: bool = False
@@ -53,6 +54,9 @@ class ProcessOptions:
     progress: bool = True
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+    def inference(self) -> InferenceConfig:
+        return InferenceConfig(device=self.device, flips=self.flips)
 
 
 def versions() -> dict[str, str]:
@@ -184,7 +188,7 @@ def process(
         raise ValueError(f"threshold must be between 0 and 1, got {options.threshold}")
     if options.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {options.batch_size}")
-    predictor = Predictor(model, InferenceConfig(device=options.device))
+    predictor = Predictor(model, options.inference())
     log.info("provider: %s", predictor.provider)
     sources = []
     try:

@@ -70,6 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped model)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--flips",
+        type=int,
+        choices=(1, 2, 4),
+        default=1,
+        help="network passes per frame: 2 adds the frame mirrored left-right, 4 also upside down and "
+        "both; finds more of each line at that many times the network's cost (README: Flip passes)",
+    )
     p.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the model's)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument(
@@ -92,6 +100,7 @@ def _options(args: argparse.Namespace, **changes):
         pipeline = replace(pipeline, tiling=replace(pipeline.tiling, max_side=args.tile_above))
     base = ProcessOptions(
         device=args.device,
+        flips=args.flips,
         threshold=args.threshold,
         batch_size=args.batch_size,
         progress=not args.quiet,

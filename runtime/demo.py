@@ -13,7 +13,7 @@ import numpy as np
 
 from dislotrack.runtime.batch import ProcessOptions, process_source
 from dislotrack.runtime.evaluation import evaluate
-from dislotrack.runtime.inference import InferenceConfig, Predictor
+from dislotrack.runtime.inference import Predictor
 from dislotrack.runtime.results import FrameResult
 from dislotrack.runtime.sources import open_source
 
@@ -32,7 +32,7 @@ def run_demo(
         raise ValueError("the demo needs at least 2 frames")
     options = options or ProcessOptions()
     options = replace(options, export=replace(options.export, overlay=True))
-    predictor = Predictor(model, InferenceConfig(device=options.device))
+    predictor = Predictor(model, options.inference())
     paths = write_video(clean_pileup(n_frames=frames, seed=seed), Path(out) / "video")
     results: list[FrameResult] = []
     summary = process_source(

@@ -34,6 +34,15 @@ class InferenceConfig:
     # extraction and tracking need while the CPU also runs the model (scripts/bench_runtime.py)
     spin: bool = False
     trt_cache_dir: Path | None = None  # TensorRT engine cache; None: rebuild engines every run
+    # 2 or 4: also run the frame mirrored left-right (and upside down, and both) and hand on every
+    # pass's masks, mirrored back, side by side: (B, flips * N, H, W). The passes are stacked, not
+    # averaged, because a mirrored frame's lines land in other channels; the line extraction merges
+    # the duplicates (Dice rule) and keeps what only one pass found. Costs `flips` network runs.
+    flips: int = 1
+
+
+FLIP_AXES = {1: ((),), 2: ((), (-1,)), 4: ((), (-1,), (-2,), (-2, -1))}
+"""Axes of a (B, H, W) batch that each pass mirrors, by ``InferenceConfig.flips``."""
 
 
 def select_providers(device: str, available: Sequence[str]) -> list[str]:
@@ -94,6 +103,9 @@ class Predictor:
         import onnxruntime as ort
 
         self.config = config or InferenceConfig()
+        if self.config.flips not in FLIP_AXES:
+            choices = ", ".join(map(str, FLIP_AXES))
+            raise ValueError(f"flips must be one of {choices}, got {self.config.flips}")
         self.model = model if isinstance(model, ModelFile) else load_model_file(model)
         requested = select_providers(self.config.device, ort.get_available_providers())
         options = ort.SessionOptions()
@@ -136,8 +148,13 @@ class Predictor:
         return self.meta.threshold
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """(B, H, W) frames of one size -> (B, N, H, W) float32 probabilities at the frames' size."""
+        """(B, H, W) frames of one size -> (B, N, H, W) float32 probabilities at the frames' size;
+        (B, flips * N, H, W) with ``InferenceConfig.flips`` > 1, the plain pass first."""
         batch = frame_batch(images)
+        passes = [np.flip(self._run(np.flip(batch, axes)), axes) for axes in FLIP_AXES[self.config.flips]]
+        return passes[0] if len(passes) == 1 else np.concatenate(passes, axis=1)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         _, h, w = batch.shape
         x = preprocess(batch, self.meta).astype(self._input_dtype, copy=False)
         (probs,) = self.session.run([self._output], {self._input: x})

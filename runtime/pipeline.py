@@ -196,11 +196,13 @@ class _Inference:
         return frame, decode_s, time.perf_counter() - t0, done
 
 
-def resolve_model(model: ProbabilityModel | ModelFile | str | Path | None, device: str) -> ProbabilityModel:
+def resolve_model(
+    model: ProbabilityModel | ModelFile | str | Path | None, device: str, flips: int = 1
+) -> ProbabilityModel:
     """A ready model: an object with ``predict`` as given, else an onnxruntime ``Predictor``."""
     if model is not None and hasattr(model, "predict"):
         return model  # type: ignore[return-value]
-    return Predictor(model, InferenceConfig(device=device))  # type: ignore[arg-type]
+    return Predictor(model, InferenceConfig(device=device, flips=flips))  # type: ignore[arg-type]
 
 
 class Analyser:
@@ -243,6 +245,7 @@ def iter_results(
     *,
     model: ProbabilityModel | ModelFile | str | Path | None = None,
     device: str = "auto",
+    flips: int = 1,
     threshold: float | None = None,
     track: bool = True,
     drift: bool = False,
@@ -254,12 +257,13 @@ def iter_results(
 
     ``source`` is anything ``open_source`` accepts (then it is opened and closed here) or an iterable
     of ``Frame`` owned by the caller. ``model``: None for the shipped default, a path, or a ready
-    ``Predictor``. ``threshold``: None for the model's own. ``batch_size``: None for the config's
-    (default 4). ``stop`` is checked between frames.
+    ``Predictor``; ``flips``: network passes per frame when the model is loaded here
+    (``InferenceConfig.flips``). ``threshold``: None for the model's own. ``batch_size``: None for
+    the config's (default 4). ``stop`` is checked between frames.
     Spacings need track IDs, so they are empty when ``track`` is False.
     """
     config = resolve_config(config, batch_size)
-    ready = resolve_model(model, device)
+    ready = resolve_model(model, device, flips)
     thr = float(ready.threshold if threshold is None else threshold)
     if not 0.0 < thr < 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {thr}")

@@ -142,19 +142,23 @@ def score_frames(
     raw_masks: bool = False,
     lines=None,
     torch_device: str | None = None,
+    flips: int = 1,
 ) -> dict:
     """Run the model on every frame and summarise; optional per-image rows appended to ``per_image``.
 
     ``raw_masks`` scores the thresholded output channels as instances (the papers' protocol, which
     shows whether the network itself separates dislocations) instead of the runtime's lines, made
     with ``lines`` (a ``LineConfig``; default the runtime's). ``torch_device`` runs the model's torch
-    weights there instead of onnxruntime (``TorchPredictor``)."""
+    weights there instead of onnxruntime (``TorchPredictor``); ``flips``: onnxruntime passes per frame
+    (``InferenceConfig.flips``)."""
     from dislotrack.runtime.inference import InferenceConfig, Predictor
     from dislotrack.runtime.lines import LineConfig
     from dislotrack.training.metrics import binarise
 
     if torch_device is None:
-        predictor = Predictor(model, InferenceConfig(device="cpu"))
+        predictor = Predictor(model, InferenceConfig(device="cpu", flips=flips))
+    elif flips != 1:
+        raise ValueError("flip passes run with onnxruntime only; leave out --torch or --flips")
     else:
         from dislotrack.training.torch_inference import TorchPredictor
 
@@ -177,6 +181,7 @@ def score_frames(
         "settings": {
             **asdict(config),
             "instances": "raw masks" if raw_masks else "runtime lines",
+            "flips": flips,
             "join_gap_px": None if raw_masks else (lines or LineConfig()).join_gap_px,
         },
     }
@@ -237,7 +242,7 @@ def run_evaluate(args) -> dict:
     from dislotrack.training.export import code_version
 
     lines = LineConfig().unjoined() if args.no_join else LineConfig()
-    figures = score_frames(args.model, frames, config, rows, args.raw_masks, lines, args.torch)
+    figures = score_frames(args.model, frames, config, rows, args.raw_masks, lines, args.torch, args.flips)
     summary = {**figures, "data": source, "code_version": code_version()}
     if args.per_image:
         write_rows(args.per_image, rows)

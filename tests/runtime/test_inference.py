@@ -137,3 +137,25 @@ def test_half_precision_io_models_take_float16_and_give_float32(tmp_path):
     probs = Predictor(path, InferenceConfig(device="cpu")).predict(images)
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs[:, 0], expected_probs(images), atol=2e-3)
+
+
+def test_flip_passes_are_mirrored_back_and_stacked_after_the_plain_pass(tmp_path):
+    """A model that reads each pixel's right-hand neighbour reads the left-hand one on a frame mirrored
+    left-right; mirrored back, that pass must line up with the frame, not with its mirror image."""
+    model = write_model(tmp_path / "right.onnx", metadata(n_masks=2), look_right=True)
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(1, 64, 64), dtype=np.uint8)
+    grey = expected_probs(image)[0]  # what a pointwise model gives at each pixel
+    plain = Predictor(model, InferenceConfig(device="cpu")).predict(image)
+    assert plain.shape == (1, 2, 64, 64)
+    np.testing.assert_allclose(plain[0, :, :, :-1], np.broadcast_to(grey[:, 1:], (2, 64, 63)), atol=1e-4)
+    two = Predictor(model, InferenceConfig(device="cpu", flips=2)).predict(image)
+    assert two.shape == (1, 4, 64, 64)
+    np.testing.assert_array_equal(two[:, :2], plain)
+    np.testing.assert_allclose(two[0, 2:, :, 1:], np.broadcast_to(grey[:, :-1], (2, 64, 63)), atol=1e-4)
+    four = Predictor(model, InferenceConfig(device="cpu", flips=4)).predict(np.concatenate([image, image]))
+    assert four.shape == (2, 8, 64, 64)
+    np.testing.assert_allclose(four[:, :4], np.concatenate([two, two]), atol=1e-6)
+    np.testing.assert_allclose(four[:, 4:], four[:, :4], atol=1e-6)  # upside down: rows play no part
+    with pytest.raises(ValueError, match="flips"):
+        Predictor(model, InferenceConfig(device="cpu", flips=3))

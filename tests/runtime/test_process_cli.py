@@ -88,6 +88,19 @@ def test_joining_is_on_unless_no_join_and_run_json_says_which(tmp_path, tiny, vi
     assert off["settings"]["pipeline"]["lines"]["join_gap_px"] == 0
 
 
+def test_flip_passes_find_each_line_once_and_run_json_records_them(tmp_path, tiny, video, capsys):
+    """The tiny model is mirror-symmetric, so every flipped pass repeats the plain one: the line
+    extraction must merge those duplicates and give the same lines as a single pass."""
+    for flips in ("1", "4"):
+        code, err = _run(capsys, video, "--out", tmp_path / flips, "--model", tiny, "--flips", flips)
+        assert code == 0, err
+    one, four = (_rows(tmp_path / f / "clip" / "lines.csv") for f in ("1", "4"))
+    assert len(four) == len(one) == 12 * 2 * 50
+    np.testing.assert_allclose([float(r["x"]) for r in four], [float(r["x"]) for r in one], atol=1e-3)
+    run = json.loads((tmp_path / "4" / "clip" / "run.json").read_text())
+    assert run["settings"]["flips"] == 4
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -35,20 +35,31 @@ def metadata(n_masks: int = 4, mean: float = 0.3, std: float = 0.2, **extra: obj
 
 
 def build_model(
-    meta: dict, gain: float = 20.0, level: float = 0.5, with_metadata: bool = True, half_io: bool = False
+    meta: dict,
+    gain: float = 20.0,
+    level: float = 0.5,
+    with_metadata: bool = True,
+    half_io: bool = False,
+    look_right: bool = False,
 ) -> bytes:
     """Serialised ONNX model computing ``sigmoid(gain * (grey/max - level))`` on every channel.
 
     ``half_io``: float16 input and output around the float32 graph (as a half-precision export has).
+    ``look_right``: each pixel takes the grey of its right-hand neighbour (a 1x3 kernel; the last
+    column sees zero padding), so the output is not mirror-symmetric.
     """
     n = int(meta["n_masks"])
     # x = (g - mean) / std  =>  g = x * std + mean; we want gain * (g - level).
     w = np.full((n, 1, 1, 1), gain * meta["std"], dtype=np.float32)
+    conv = {}
+    if look_right:
+        w = np.pad(w, ((0, 0), (0, 0), (0, 0), (2, 0)))
+        conv = {"pads": [0, 1, 0, 1]}
     b = np.full((n,), gain * (meta["mean"] - level), dtype=np.float32)
     io_type = TensorProto.FLOAT16 if half_io else TensorProto.FLOAT
     nodes = [
         helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
-        helper.make_node("Conv", ["x", "w", "b"], ["logits"]),
+        helper.make_node("Conv", ["x", "w", "b"], ["logits"], **conv),
         helper.make_node("Sigmoid", ["logits"], ["p"]),
         helper.make_node("Cast", ["p"], ["probs"], to=io_type),
     ]

@@ -149,6 +149,16 @@ def test_evaluate_with_torch_reports_its_provider(tiny_model, capsys):
     assert out["provider"] == "torch-cpu" and out["n_images"] == 2
 
 
+def test_evaluate_records_flip_passes_and_refuses_them_with_torch(tiny_model, capsys):
+    from dislotrack.cli.main import main
+
+    args = ["evaluate", "--model", str(tiny_model), "--synthetic", "2", "--size", "64x96", "--flips", "2"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["flips"] == 2
+    assert main([*args, "--torch", "cpu"]) != 0
+    assert "onnxruntime only" in capsys.readouterr().err
+
+
 def test_training_refuses_cuda_without_a_gpu(monkeypatch):
     import torch
 
