@@ -52,6 +52,13 @@ class LossConfig:
     union_weight: float = 0.0
 
 
+def line_union(truth: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(H, W) 1 on any of the (T, H, W) true masks, else 0, in ``like``'s dtype (zeros when T = 0)."""
+    if truth.shape[0] == 0:
+        return like.new_zeros(like.shape[-2:])
+    return truth.amax(0).to(like.dtype)
+
+
 def label_band(truth: torch.Tensor, px: int) -> torch.Tensor:
     """(H, W) 1 within ``px`` px (chessboard) of any of the (T, H, W) true masks, else 0."""
     union = truth.amax(0).to(torch.float32)[None, None]
@@ -118,8 +125,7 @@ def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> 
     elif config.empty == "area":
         empty = spare.sum() / (truth.sum() + config.empty_area_px)
     elif config.empty == "outside":
-        union = truth.amax(0).to(spare.dtype) if truth.shape[0] else spare.new_zeros(spare.shape[1:])
-        outside = (spare * (1 - union)).sum() / (truth.sum() + config.empty_area_px)
+        outside = (spare * (1 - line_union(truth, spare))).sum() / (truth.sum() + config.empty_area_px)
         empty = outside + spare.flatten(1).mean(1).mean()
     elif weight is None:
         empty = spare.flatten(1).mean(1).mean()
@@ -127,8 +133,8 @@ def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> 
         empty = spare.flatten(1).sum(1).mean() / weight.sum()
     loss = dice + config.empty_weight * empty
     if config.union_weight > 0:
-        union = truth.amax(0, keepdim=True) if truth.shape[0] else probs.new_zeros((1, *probs.shape[1:]))
         found = probs.amax(0, keepdim=True)
+        union = line_union(truth, probs)[None]
         loss = loss + config.union_weight * dice_loss_matrix(found, union, config.smooth)[0, 0]
     return loss
 
