@@ -1,7 +1,7 @@
 #!/bin/bash
 # One GPU session, as one command (lent GPU machines come in short leases): train the paper's
-# resnet50 U-Net++ at 512² from scratch and, beside it on the same GPU, continue the shipped mobilenet_v2
-# model; export the resnet50 and score it (held-out synthetic m2, real labelled frames when given);
+# resnet50 U-Net++ at 512² from scratch and, beside it on the same GPU, a mobilenet_v2 model (the shipped
+# one continued, or from scratch with MN_INIT=none); export the resnet50 and score it (held-out synthetic m2, real labelled frames when given);
 # time the runtime pipeline with both networks on the GPU. Every stage has a time guard so that the
 # outputs come back even when a stage runs long.
 #
@@ -26,6 +26,11 @@ MN_CROP=${MN_CROP:-256}
 MN_BATCH=${MN_BATCH:-32}
 MN_WORKERS=${MN_WORKERS:-6}
 MN_STEPS=${MN_STEPS:-600}
+MN_INIT=${MN_INIT:-shipped}  # shipped: continue the shipped model; none: from scratch; else a weights path
+MN_LR=${MN_LR:-3e-4}
+MN_CROPS=${MN_CROPS:-4}  # crops per generated 512² image
+MN_VAL=${MN_VAL:-256}
+BENCH=${BENCH:-1}  # 0: skip the pipeline benchmarks
 PRESETS=${PRESETS:-m2,m2-tem}
 SYN=${SYN:-200}
 SYN_SIZE=${SYN_SIZE:-512}
@@ -59,10 +64,15 @@ timeout -k 15 "$kill_after" $DT train --device "$DEVICE" --encoder resnet50 --de
     --workers "$R50_WORKERS" --max-minutes "$MINUTES" --val-size "$R50_VAL" --seed 50 \
     --out "$WORK/r50" > "$WORK/r50-train.log" 2>&1 &
 r50=$!
-timeout -k 15 "$kill_after" $DT train --device "$DEVICE" --init "$SHIPPED" --decoder-channels 128,64,32,16,16 \
-    --local-contrast 24 --preset "$PRESETS" --crop "$MN_CROP" --gen-size 512 --crops-per-image 4 \
-    --batch-size "$MN_BATCH" --lr 3e-4 --warmup-steps 50 --epochs 1000 --steps-per-epoch "$MN_STEPS" --bf16 \
-    --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --seed 51 \
+case "$MN_INIT" in
+    shipped) mn_init=(--init "$SHIPPED") ;;
+    none) mn_init=() ;;
+    *) mn_init=(--init "$MN_INIT") ;;
+esac
+timeout -k 15 "$kill_after" $DT train --device "$DEVICE" "${mn_init[@]}" --decoder-channels 128,64,32,16,16 \
+    --local-contrast 24 --preset "$PRESETS" --crop "$MN_CROP" --gen-size 512 --crops-per-image "$MN_CROPS" \
+    --batch-size "$MN_BATCH" --lr "$MN_LR" --warmup-steps 50 --epochs 1000 --steps-per-epoch "$MN_STEPS" --bf16 \
+    --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --val-size "$MN_VAL" --seed 51 \
     --out "$WORK/mnv2" > "$WORK/mnv2-train.log" 2>&1 &
 mn=$!
 wait $r50; stamp "resnet50 training exit $?"; tail -n 3 "$WORK/r50-train.log"
@@ -147,7 +157,9 @@ EOF
 fi
 
 bench() {  # name, model, precision
-    if [ "$SECONDS" -lt "$DEADLINE" ]; then
+    if [ "$BENCH" = 0 ]; then
+        stamp "skipped benchmark $1 ($3): BENCH=0"
+    elif [ "$SECONDS" -lt "$DEADLINE" ]; then
         stamp "pipeline benchmark: $1 ($3)"
         timeout $((DEADLINE + 40 - SECONDS)) $PY scripts/bench_pipeline_torch.py --model "$2" --device "$DEVICE" \
             --precision "$3" --frames "$BENCH_FRAMES" --json "$WORK/r50/eval/bench-$1-$3.json" \
