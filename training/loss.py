@@ -52,19 +52,6 @@ class LossConfig:
     union_weight: float = 0.0
 
 
-def line_union(truth: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(H, W) 1 on any of the (T, H, W) true masks, else 0, in ``like``'s dtype (zeros when T = 0)."""
-    if truth.shape[0] == 0:
-        return like.new_zeros(like.shape[-2:])
-    return truth.amax(0).to(like.dtype)
-
-
-def label_band(truth: torch.Tensor, px: int) -> torch.Tensor:
-    """(H, W) 1 within ``px`` px (chessboard) of any of the (T, H, W) true masks, else 0."""
-    union = truth.amax(0).to(torch.float32)[None, None]
-    return torch.nn.functional.max_pool2d(union, 2 * px + 1, stride=1, padding=px)[0, 0]
-
-
 def dice_loss_matrix(probs: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """Dice loss of every (true, predicted) pair: ``probs`` (P, H, W), ``truth`` (T, H, W) -> (T, P)."""
     p = probs.flatten(1)
@@ -104,46 +91,81 @@ def match(cost: np.ndarray, matching: Matching) -> tuple[np.ndarray, np.ndarray]
 
 def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> torch.Tensor:
     """Loss of one image: ``probs`` (P, H, W) in [0, 1], ``truth`` (T, H, W) with T ≥ 0 masks."""
-    n_pred = probs.shape[0]
+    counts = torch.tensor([truth.shape[0]])
+    if truth.shape[0] == 0:
+        truth = truth.new_zeros((1, *truth.shape[1:]))
+    return batch_losses(probs[None], truth[None], counts, config)[0]
+
+
+def batch_losses(
+    probs: torch.Tensor, truth: torch.Tensor, counts: torch.Tensor, config: LossConfig
+) -> torch.Tensor:
+    """(B,) loss of each image: ``probs`` (B, P, H, W) in [0, 1]; ``truth`` (B, T_max, H, W) zero-padded;
+    ``counts`` (B,) how many leading masks of each image are real.
+
+    All pair costs of the batch are formed at once and cross to the host in one transfer for the
+    matching, so a GPU step waits for the host once per batch rather than once per image.
+    """
+    b, n_pred = probs.shape[:2]
+    counts = counts.detach().cpu().to(torch.int64)
+    valid = torch.arange(truth.shape[1])[None] < counts[:, None]
+    t = (truth.flatten(2).to(probs.dtype)) * valid.to(truth.device, probs.dtype)[:, :, None]
+    p = probs.flatten(2)
+    lines = t.amax(1)  # (B, H·W): 1 on any true line
     weight = None
-    if config.ignore_beyond_px > 0:
-        if truth.shape[0] == 0:
-            return probs.sum() * 0.0  # nothing labelled: nothing to score (keeps the graph)
-        weight = label_band(truth, config.ignore_beyond_px).to(probs.dtype)
-        probs = probs * weight
-    matched = torch.zeros(n_pred, dtype=torch.bool, device=probs.device)
-    dice = probs.new_zeros(())
-    if truth.shape[0] > 0:
-        cost = dice_loss_matrix(probs, truth, config.smooth)
-        rows, cols = match(cost.detach().cpu().numpy(), config.matching)
-        pairs = torch.as_tensor(rows, device=cost.device), torch.as_tensor(cols, device=cost.device)
-        dice = cost[pairs].mean()
-        matched[torch.as_tensor(cols, device=probs.device)] = True
-    spare = probs[~matched]
-    if not spare.shape[0]:
-        empty = probs.new_zeros(())
-    elif config.empty == "area":
-        empty = spare.sum() / (truth.sum() + config.empty_area_px)
+    if config.ignore_beyond_px > 0:  # 1 within that many px (chessboard) of a true line
+        px = config.ignore_beyond_px
+        band = lines.reshape(b, 1, *truth.shape[-2:]).float()
+        weight = torch.nn.functional.max_pool2d(band, 2 * px + 1, stride=1, padding=px).flatten(1)
+        p = p * weight.to(p.dtype)[:, None]
+    inter = t @ p.transpose(1, 2)
+    cost = 1.0 - (2.0 * inter + config.smooth) / (t.sum(2)[:, :, None] + p.sum(2)[:, None, :] + config.smooth)
+    host = cost.detach().float().cpu().numpy()
+    matched = np.zeros((b, n_pred), dtype=bool)
+    pick_b, pick_t, pick_p = [], [], []
+    for i in range(b):
+        n = int(counts[i])
+        if n == 0:
+            continue
+        rows, cols = match(host[i, :n], config.matching)
+        matched[i, cols] = True
+        pick_b.append(np.full(len(rows), i))
+        pick_t.append(rows)
+        pick_p.append(cols)
+    dice = p.new_zeros(b)
+    if pick_b:
+        index = [torch.as_tensor(np.concatenate(a), device=cost.device) for a in (pick_b, pick_t, pick_p)]
+        n_matched = torch.as_tensor(matched.sum(1), device=cost.device, dtype=cost.dtype)
+        dice = dice.index_add(0, index[0], cost[index[0], index[1], index[2]].to(dice.dtype))
+        dice = dice / n_matched.clamp(min=1).to(dice.dtype)
+    spare = torch.as_tensor(~matched, device=p.device).to(p.dtype)
+    n_spare = spare.sum(1)
+    line_px = t.sum((1, 2))
+    if config.empty == "area":
+        empty = (p.sum(2) * spare).sum(1) / (line_px + config.empty_area_px)
     elif config.empty == "outside":
-        outside = (spare * (1 - line_union(truth, spare))).sum() / (truth.sum() + config.empty_area_px)
-        empty = outside + spare.flatten(1).mean(1).mean()
+        outside = p * (1 - lines)[:, None]
+        empty = (outside.sum(2) * spare).sum(1) / (line_px + config.empty_area_px)
+        empty = empty + (p.mean(2) * spare).sum(1) / n_spare.clamp(min=1)
     elif weight is None:
-        empty = spare.flatten(1).mean(1).mean()
+        empty = (p.mean(2) * spare).sum(1) / n_spare.clamp(min=1)
     else:
-        empty = spare.flatten(1).sum(1).mean() / weight.sum()
-    loss = dice + config.empty_weight * empty
+        empty = (p.sum(2) * spare).sum(1) / n_spare.clamp(min=1) / weight.sum(1).clamp(min=1).to(p.dtype)
+    losses = dice + config.empty_weight * torch.where(n_spare > 0, empty, torch.zeros_like(empty))
     if config.union_weight > 0:
-        found = probs.amax(0, keepdim=True)
-        union = line_union(truth, probs)[None]
-        loss = loss + config.union_weight * dice_loss_matrix(found, union, config.smooth)[0, 0]
-    return loss
+        found = p.amax(1)
+        union_dice = 1.0 - (2.0 * (found * lines).sum(1) + config.smooth) / (
+            found.sum(1) + lines.sum(1) + config.smooth
+        )
+        losses = losses + config.union_weight * union_dice
+    if weight is not None:  # nothing labelled: nothing to score (keeps the graph)
+        losses = torch.where(counts.to(losses.device) > 0, losses, p.sum((1, 2)) * 0.0)
+    return losses
 
 
 def matched_dice_loss(
     logits: torch.Tensor, truth: torch.Tensor, counts: torch.Tensor, config: LossConfig
 ) -> torch.Tensor:
-    """Batch mean of ``image_loss``: ``logits`` (B, P, H, W); ``truth`` (B, T_max, H, W) zero-padded,
+    """Batch mean of the image losses: ``logits`` (B, P, H, W); ``truth`` (B, T_max, H, W) zero-padded,
     ``counts`` (B,) how many leading masks of each image are real."""
-    probs = torch.sigmoid(logits)
-    losses = [image_loss(probs[b], truth[b, : int(counts[b])], config) for b in range(probs.shape[0])]
-    return torch.stack(losses).mean()
+    return batch_losses(torch.sigmoid(logits), truth, counts, config).mean()

@@ -166,3 +166,26 @@ def test_union_term_charges_line_pixels_found_in_no_channel_but_not_a_line_split
     extra_split = float(image_loss(split, truth, union) - image_loss(split, truth, plain))
     extra_half = float(image_loss(half, truth, union) - image_loss(half, truth, plain))
     assert extra_split < 0.01 and extra_half > 0.1
+
+
+@pytest.mark.parametrize("empty", ["mean", "area", "outside"])
+@pytest.mark.parametrize(("ignore_beyond", "union_weight"), [(0, 0.0), (4, 0.0), (0, 0.5)])
+def test_a_batch_scores_each_image_as_alone_whatever_the_padding(empty, ignore_beyond, union_weight) -> None:
+    import torch
+
+    from dislotrack.training.loss import LossConfig, image_loss, matched_dice_loss
+
+    rng = np.random.default_rng(5)
+    counts = [3, 0, 5, 1]
+    truth = torch.zeros(len(counts), 6, 40, 40, dtype=torch.bool)
+    for b, n in enumerate(counts):
+        for k in range(n):
+            y, x0 = int(rng.integers(0, 37)), int(rng.integers(0, 15))
+            truth[b, k, y : y + 3, x0 : x0 + 20] = True
+    truth[0, 5, :, :2] = True  # beyond image 0's count: padding that must be ignored
+    logits = torch.from_numpy(rng.normal(0.0, 3.0, (len(counts), 7, 40, 40)).astype(np.float32))
+    config = LossConfig(empty=empty, ignore_beyond_px=ignore_beyond, union_weight=union_weight)
+    batch = matched_dice_loss(logits, truth, torch.tensor(counts), config)
+    alone = [image_loss(torch.sigmoid(logits[b]), truth[b, :n], config) for b, n in enumerate(counts)]
+    assert float(batch) == pytest.approx(float(torch.stack(alone).mean()), rel=1e-6)
+    assert len({round(float(x), 6) for x in alone}) == len(counts)  # the images really differ

@@ -1,0 +1,138 @@
+"""Where a training step's time goes: network, matched loss, data loader (images per second of each).
+
+A GPU lease is short, so the training that runs on it should be limited by the GPU and nothing else.
+This times, in one run on one machine: the network's forward and backward alone; a full step with the
+matched loss formed image by image (one host round trip per image, the loss before session 13) and
+batched (one per batch); the data loader alone with its workers; and full steps fed by that loader.
+
+    python scripts/bench_train_step.py --device cuda --crop 512 --batch 16 --workers 7 --bf16 [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from dislotrack.training.data import DataConfig
+from dislotrack.training.loss import LossConfig, image_loss, matched_dice_loss
+from dislotrack.training.model import ModelConfig, build_model
+from dislotrack.training.train import SyntheticSamples, TrainConfig, _Batches, forward, resolve_device
+
+
+def per_image_loss(logits: torch.Tensor, truth: torch.Tensor, counts: torch.Tensor, config: LossConfig):
+    probs = torch.sigmoid(logits)
+    return torch.stack(
+        [image_loss(probs[b], truth[b, : int(counts[b])], config) for b in range(probs.shape[0])]
+    ).mean()
+
+
+def timed(step: Callable[[], None], steps: int, sync: Callable[[], None], warmup: int = 2) -> list[float]:
+    """Seconds of each of ``steps`` calls after ``warmup`` calls (one-off allocations, cuDNN's choice,
+    batches the loader queued while other stages ran)."""
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--encoder", default="mobilenet_v2")
+    ap.add_argument("--decoder-channels", default="128,64,32,16,16")
+    ap.add_argument("--local-contrast", type=float, default=24.0)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--preset", default="m2,m2-tem")
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    model = ModelConfig(
+        encoder=args.encoder,
+        decoder_channels=tuple(int(c) for c in args.decoder_channels.split(",")),
+        local_contrast_px=args.local_contrast,
+    )
+    data = DataConfig(preset=args.preset, crop=(args.crop, args.crop))
+    config = TrainConfig(model=model, data=data, batch_size=args.batch, bf16=args.bf16, workers=args.workers)
+    net = build_model(model).to(device)
+    if args.bf16:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    dataset = _Batches(SyntheticSamples(data), 12_345, args.batch, model.n_masks)
+    loader = iter(
+        torch.utils.data.DataLoader(
+            dataset, batch_size=None, num_workers=args.workers, pin_memory=device.type == "cuda"
+        )
+    )
+    fixed = [x.to(device) for x in next(loader)[:2]] + [next(loader)[2]]
+    images, masks, counts = fixed[0], fixed[1], fixed[2]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step_with(loss_fn, batch=None):
+        def step() -> None:
+            x, m, c = batch() if batch else (images, masks, counts)
+            loss = loss_fn(forward(net, x, config), m, c)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss.item()
+
+        return step
+
+    def from_loader():
+        x, m, c = next(loader)
+        return x.to(device, non_blocking=True), m.to(device, non_blocking=True), c
+
+    loss_config = LossConfig()
+    stages = {
+        "network only (forward, backward, optimiser)": step_with(lambda y, m, c: torch.sigmoid(y).mean()),
+        "step, loss image by image": step_with(lambda y, m, c: per_image_loss(y, m, c, loss_config)),
+        "step, batched loss": step_with(lambda y, m, c: matched_dice_loss(y, m, c, loss_config)),
+        "data loader alone": lambda: next(loader),
+        "step, batched loss, fed by the loader": step_with(
+            lambda y, m, c: matched_dice_loss(y, m, c, loss_config), from_loader
+        ),
+    }
+    figures = {
+        "device": str(device),
+        "encoder": args.encoder,
+        "crop": args.crop,
+        "batch": args.batch,
+        "workers": args.workers,
+        "bf16": args.bf16,
+    }
+    print(
+        f"{args.encoder} U-Net++, batch {args.batch} x {args.crop}², workers {args.workers}, "
+        f"bf16 {args.bf16}, on {device}"
+    )
+    queued = 2 * max(args.workers, 1) + 2  # the loader's prefetch queue, full after the fixed-batch stages
+    for name, step in stages.items():
+        times = timed(step, args.steps, sync, queued if name == "data loader alone" else 2)
+        median = statistics.median(times)
+        figures[name] = {"median_ms": round(1000 * median, 2), "images_per_s": round(args.batch / median, 1)}
+        print(f"{name:45s} {1000 * median:9.1f} ms/step {args.batch / median:9.1f} images/s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
