@@ -3,7 +3,8 @@
 A GPU lease is short, so the training that runs on it should be limited by the GPU and nothing else.
 This times, in one run on one machine: the network's forward and backward alone; a full step with the
 matched loss formed image by image (one host round trip per image, the loss before session 13) and
-batched (one per batch); the data loader alone with its workers; and full steps fed by that loader.
+batched (one per batch); one loader worker making a batch in this process (times the workers give
+the loader's capacity); and full steps fed by the loader with its workers.
 
     python scripts/bench_train_step.py --device cuda --crop 512 --batch 16 --workers 7 --bf16 [--json F]
 """
@@ -31,10 +32,9 @@ def per_image_loss(logits: torch.Tensor, truth: torch.Tensor, counts: torch.Tens
     ).mean()
 
 
-def timed(step: Callable[[], None], steps: int, sync: Callable[[], None], warmup: int = 2) -> list[float]:
-    """Seconds of each of ``steps`` calls after ``warmup`` calls (one-off allocations, cuDNN's choice,
-    batches the loader queued while other stages ran)."""
-    for _ in range(warmup):
+def timed(step: Callable[[], None], steps: int, sync: Callable[[], None]) -> list[float]:
+    """Seconds of each of ``steps`` calls after two warm-up calls (one-off allocations, cuDNN's choice)."""
+    for _ in range(2):
         step()
     sync()
     times = []
@@ -82,6 +82,7 @@ def main() -> None:
             dataset, batch_size=None, num_workers=args.workers, pin_memory=device.type == "cuda"
         )
     )
+    one_worker = iter(dataset)  # the same work as a loader worker, in this process
     fixed = [x.to(device) for x in next(loader)[:2]] + [next(loader)[2]]
     images, masks, counts = fixed[0], fixed[1], fixed[2]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -106,7 +107,7 @@ def main() -> None:
         "network only (forward, backward, optimiser)": step_with(lambda y, m, c: torch.sigmoid(y).mean()),
         "step, loss image by image": step_with(lambda y, m, c: per_image_loss(y, m, c, loss_config)),
         "step, batched loss": step_with(lambda y, m, c: matched_dice_loss(y, m, c, loss_config)),
-        "data loader alone": lambda: next(loader),
+        "one loader worker making a batch": lambda: next(one_worker),
         "step, batched loss, fed by the loader": step_with(
             lambda y, m, c: matched_dice_loss(y, m, c, loss_config), from_loader
         ),
@@ -123,9 +124,9 @@ def main() -> None:
         f"{args.encoder} U-Net++, batch {args.batch} x {args.crop}², workers {args.workers}, "
         f"bf16 {args.bf16}, on {device}"
     )
-    queued = 2 * max(args.workers, 1) + 2  # the loader's prefetch queue, full after the fixed-batch stages
     for name, step in stages.items():
-        times = timed(step, args.steps, sync, queued if name == "data loader alone" else 2)
+        torch.set_num_threads(args.threads)  # a loader worker sets 1 thread in the process it runs in
+        times = timed(step, args.steps, sync)
         median = statistics.median(times)
         figures[name] = {"median_ms": round(1000 * median, 2), "images_per_s": round(args.batch / median, 1)}
         print(f"{name:45s} {1000 * median:9.1f} ms/step {args.batch / median:9.1f} images/s")
