@@ -55,9 +55,13 @@ class LossConfig:
 def dice_loss_matrix(probs: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """Dice loss of every (true, predicted) pair: ``probs`` (P, H, W), ``truth`` (T, H, W) -> (T, P)."""
     p = probs.flatten(1)
-    t = truth.flatten(1).to(p.dtype)
-    inter = t @ p.T
-    sums = t.sum(1)[:, None] + p.sum(1)[None, :]
+    return pair_dice_loss(p, truth.flatten(1).to(p.dtype), smooth)
+
+
+def pair_dice_loss(p: torch.Tensor, t: torch.Tensor, smooth: float) -> torch.Tensor:
+    """Dice loss of every pair of flattened masks: ``p`` (..., P, N), ``t`` (..., T, N) -> (..., T, P)."""
+    inter = t @ p.transpose(-1, -2)
+    sums = t.sum(-1)[..., :, None] + p.sum(-1)[..., None, :]
     return 1.0 - (2.0 * inter + smooth) / (sums + smooth)
 
 
@@ -118,8 +122,7 @@ def batch_losses(
         band = lines.reshape(b, 1, *truth.shape[-2:]).float()
         weight = torch.nn.functional.max_pool2d(band, 2 * px + 1, stride=1, padding=px).flatten(1)
         p = p * weight.to(p.dtype)[:, None]
-    inter = t @ p.transpose(1, 2)
-    cost = 1.0 - (2.0 * inter + config.smooth) / (t.sum(2)[:, :, None] + p.sum(2)[:, None, :] + config.smooth)
+    cost = pair_dice_loss(p, t, config.smooth)
     host = cost.detach().float().cpu().numpy()
     matched = np.zeros((b, n_pred), dtype=bool)
     pick_b, pick_t, pick_p = [], [], []
@@ -153,10 +156,7 @@ def batch_losses(
         empty = (p.sum(2) * spare).sum(1) / n_spare.clamp(min=1) / weight.sum(1).clamp(min=1).to(p.dtype)
     losses = dice + config.empty_weight * torch.where(n_spare > 0, empty, torch.zeros_like(empty))
     if config.union_weight > 0:
-        found = p.amax(1)
-        union_dice = 1.0 - (2.0 * (found * lines).sum(1) + config.smooth) / (
-            found.sum(1) + lines.sum(1) + config.smooth
-        )
+        union_dice = pair_dice_loss(p.amax(1)[:, None], lines[:, None], config.smooth)[:, 0, 0]
         losses = losses + config.union_weight * union_dice
     if weight is not None:  # nothing labelled: nothing to score (keeps the graph)
         losses = torch.where(counts.to(losses.device) > 0, losses, p.sum((1, 2)) * 0.0)
