@@ -22,7 +22,14 @@ import torch
 from dislotrack.training.data import DataConfig
 from dislotrack.training.loss import LossConfig, image_loss, matched_dice_loss
 from dislotrack.training.model import ModelConfig, build_model
-from dislotrack.training.train import SyntheticSamples, TrainConfig, _Batches, forward, resolve_device
+from dislotrack.training.train import (
+    SyntheticSamples,
+    TrainConfig,
+    _Batches,
+    forward,
+    resolve_device,
+    unpack_masks,
+)
 
 
 def per_image_loss(logits: torch.Tensor, truth: torch.Tensor, counts: torch.Tensor, config: LossConfig):
@@ -83,8 +90,9 @@ def main() -> None:
         )
     )
     one_worker = iter(dataset)  # the same work as a loader worker, in this process
-    fixed = [x.to(device) for x in next(loader)[:2]] + [next(loader)[2]]
-    images, masks, counts = fixed[0], fixed[1], fixed[2]
+    images, packed, counts = next(loader)
+    images = images.to(device)
+    masks = unpack_masks(packed.to(device), images.shape[-1])
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step_with(loss_fn, batch=None):
@@ -100,7 +108,7 @@ def main() -> None:
 
     def from_loader():
         x, m, c = next(loader)
-        return x.to(device, non_blocking=True), m.to(device, non_blocking=True), c
+        return x.to(device, non_blocking=True), unpack_masks(m.to(device, non_blocking=True), x.shape[-1]), c
 
     loss_config = LossConfig()
     stages = {

@@ -114,3 +114,23 @@ def test_mixed_presets_alternate_image_by_image_and_one_preset_is_unchanged():
     assert presets(DataConfig(preset="m2,m2-tem")) == ["m2", "m2-tem"]
     with pytest.raises(ValueError, match="no generator preset"):
         presets(DataConfig(preset=" , "))
+
+
+def test_loader_batches_carry_masks_packed_and_unpack_to_the_same_masks() -> None:
+    import torch
+
+    from dislotrack.training.train import _Batches, unpack_masks
+
+    rng = np.random.default_rng(9)
+    shapes = [(3, 32, 37), (1, 32, 37)]  # a width that is not a multiple of 8
+    samples = [(rng.random(s[1:]).astype(np.float32), rng.random(s) < 0.3) for s in shapes]
+    threads = torch.get_num_threads()
+    try:  # a loader worker runs single-threaded; here it runs in the test's own process
+        images, packed, counts = next(iter(_Batches(lambda seed: iter(samples), 0, 2, n_masks=4)))
+    finally:
+        torch.set_num_threads(threads)
+    assert packed.dtype == torch.uint8 and packed.shape == (2, 4, 32, 5)
+    masks = unpack_masks(packed, images.shape[-1])
+    expected = collate(samples, n_masks=4)[1]
+    assert masks.dtype == torch.bool and np.array_equal(masks.numpy(), expected)
+    assert counts.tolist() == [3, 1]
