@@ -95,10 +95,7 @@ def match(cost: np.ndarray, matching: Matching) -> tuple[np.ndarray, np.ndarray]
 
 def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> torch.Tensor:
     """Loss of one image: ``probs`` (P, H, W) in [0, 1], ``truth`` (T, H, W) with T ≥ 0 masks."""
-    counts = torch.tensor([truth.shape[0]])
-    if truth.shape[0] == 0:
-        truth = truth.new_zeros((1, *truth.shape[1:]))
-    return batch_losses(probs[None], truth[None], counts, config)[0]
+    return batch_losses(probs[None], truth[None], torch.tensor([truth.shape[0]]), config)[0]
 
 
 def batch_losses(
@@ -111,6 +108,8 @@ def batch_losses(
     matching, so a GPU step waits for the host once per batch rather than once per image.
     """
     b, n_pred = probs.shape[:2]
+    if truth.shape[1] == 0:  # no image of the batch has a line: one empty mask keeps the shapes
+        truth = truth.new_zeros((b, 1, *truth.shape[2:]))
     counts = counts.detach().cpu().to(torch.int64)
     valid = torch.arange(truth.shape[1])[None] < counts[:, None]
     t = (truth.flatten(2).to(probs.dtype)) * valid.to(truth.device, probs.dtype)[:, :, None]

@@ -76,6 +76,8 @@ def test_image_without_dislocations_only_asks_for_empty_masks():
 
     logits = torch.full((1, 4, 16, 16), -10.0)
     assert float(matched_dice_loss(logits, torch.zeros(1, 4, 16, 16), torch.tensor([0]), LossConfig())) < 1e-3
+    no_masks = torch.zeros(1, 0, 16, 16)  # a validation image without lines has no mask at all
+    assert float(matched_dice_loss(logits, no_masks, torch.tensor([0]), LossConfig())) < 1e-3
 
 
 def _one_line(channels: int, size: int, rows: slice, cols: slice):
