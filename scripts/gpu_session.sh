@@ -1,7 +1,7 @@
 #!/bin/bash
 # One GPU session, as one command (lent GPU machines come in short leases): train the paper's
 # resnet50 U-Net++ at 512² from scratch and, beside it on the same GPU, a mobilenet_v2 model (the shipped
-# one continued, or from scratch with MN_INIT=none); export the resnet50 and score it (held-out synthetic m2, real labelled frames when given);
+# one continued, or from scratch with MN_INIT=none; alone on the GPU with R50=0); export the resnet50 and score it (held-out synthetic m2, real labelled frames when given);
 # time the runtime pipeline with both networks on the GPU. Every stage has a time guard so that the
 # outputs come back even when a stage runs long.
 #
@@ -22,6 +22,7 @@ R50_BATCH=${R50_BATCH:-16}
 R50_WORKERS=${R50_WORKERS:-7}
 R50_STEPS=${R50_STEPS:-150}
 R50_VAL=${R50_VAL:-512}
+R50=${R50:-1}  # 0: train the mobilenet_v2 alone (session 13: a shared GPU halves each run's images)
 MN_CROP=${MN_CROP:-256}
 MN_BATCH=${MN_BATCH:-32}
 MN_WORKERS=${MN_WORKERS:-6}
@@ -57,13 +58,14 @@ nvidia-smi -L 2>/dev/null || true
 $PY -c "import torch, segmentation_models_pytorch as smp; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'smp', smp.__version__)"
 
 kill_after=$(awk "BEGIN {print int($MINUTES * 60 + 75)}")
-stamp "training both models for $MINUTES min (hard stop after ${kill_after}s)"
-timeout -k 15 "$kill_after" $DT train --device "$DEVICE" --encoder resnet50 --decoder-channels 256,128,64,32,16 \
+stamp "training for $MINUTES min (hard stop after ${kill_after}s), resnet50: $R50"
+r50=
+[ "$R50" = 0 ] || timeout -k 15 "$kill_after" $DT train --device "$DEVICE" --encoder resnet50 --decoder-channels 256,128,64,32,16 \
     --local-contrast 24 --preset "$PRESETS" --crop "$R50_CROP" --gen-size 512 --batch-size "$R50_BATCH" \
     --lr 1e-3 --warmup-steps 100 --epochs 1000 --steps-per-epoch "$R50_STEPS" --bf16 --threads 2 \
     --workers "$R50_WORKERS" --max-minutes "$MINUTES" --val-size "$R50_VAL" --seed 50 \
     --out "$WORK/r50" > "$WORK/r50-train.log" 2>&1 &
-r50=$!
+[ "$R50" = 0 ] || r50=$!
 case "$MN_INIT" in
     shipped) mn_init=(--init "$SHIPPED") ;;
     none) mn_init=() ;;
@@ -75,7 +77,7 @@ timeout -k 15 "$kill_after" $DT train --device "$DEVICE" "${mn_init[@]}" --decod
     --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --val-size "$MN_VAL" --seed 51 \
     --out "$WORK/mnv2" > "$WORK/mnv2-train.log" 2>&1 &
 mn=$!
-wait $r50; stamp "resnet50 training exit $?"; tail -n 3 "$WORK/r50-train.log"
+[ -n "$r50" ] && { wait $r50; stamp "resnet50 training exit $?"; tail -n 3 "$WORK/r50-train.log"; }
 wait $mn; stamp "mobilenet_v2 training exit $?"; tail -n 3 "$WORK/mnv2-train.log"
 for run in r50 mnv2; do
     [ -f "$WORK/$run/history.csv" ] && { echo "== $run history"; cat "$WORK/$run/history.csv"; }
@@ -103,7 +105,7 @@ EOF
 fi
 
 M=$WORK/r50/model/unetpp-r50-m2mix-lc24.onnx
-mkdir -p "$WORK/r50/eval"
+[ "$R50" = 0 ] || mkdir -p "$WORK/r50/eval"
 if [ -f "$WORK/r50/best.pt" ]; then
     stamp "exporting resnet50"
     guard $DT export "$WORK/r50" --out "$WORK/r50/model" --name unetpp-r50-m2mix-lc24 --not-default \
