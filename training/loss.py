@@ -112,7 +112,7 @@ def batch_losses(
         truth = truth.new_zeros((b, 1, *truth.shape[2:]))
     counts = counts.detach().cpu().to(torch.int64)
     valid = torch.arange(truth.shape[1])[None] < counts[:, None]
-    t = (truth.flatten(2).to(probs.dtype)) * valid.to(truth.device, probs.dtype)[:, :, None]
+    t = truth.flatten(2).to(probs.dtype) * valid.to(truth.device, probs.dtype)[:, :, None]
     p = probs.flatten(2)
     lines = t.amax(1)  # (B, H·W): 1 on any true line
     weight = None
@@ -153,7 +153,7 @@ def batch_losses(
         empty = (p.mean(2) * spare).sum(1) / n_spare.clamp(min=1)
     else:
         empty = (p.sum(2) * spare).sum(1) / n_spare.clamp(min=1) / weight.sum(1).clamp(min=1).to(p.dtype)
-    losses = dice + config.empty_weight * torch.where(n_spare > 0, empty, torch.zeros_like(empty))
+    losses = dice + config.empty_weight * empty  # 0 where no channel is spare
     if config.union_weight > 0:
         union_dice = pair_dice_loss(p.amax(1)[:, None], lines[:, None], config.smooth)[:, 0, 0]
         losses = losses + config.union_weight * union_dice
