@@ -4,7 +4,8 @@ A GPU lease is short, so the training that runs on it should be limited by the G
 This times, in one run on one machine: the network's forward and backward alone; a full step with the
 matched loss formed image by image (one host round trip per image, the loss before session 13) and
 batched (one per batch); one loader worker making a batch in this process (times the workers give
-the loader's capacity); and full steps fed by the loader with its workers.
+the loader's capacity); full steps fed by the loader with its workers; and what handing one batch's
+masks over from a worker costs, as booleans and bit-packed.
 
     python scripts/bench_train_step.py --device cuda --crop 512 --batch 16 --workers 7 --bf16 [--json F]
 """
@@ -53,6 +54,23 @@ def timed(step: Callable[[], None], steps: int, sync: Callable[[], None]) -> lis
     return times
 
 
+class _SameMasks(torch.utils.data.IterableDataset):
+    """One batch's masks, handed over again and again: what crossing from a loader worker costs."""
+
+    def __init__(self, masks: torch.Tensor) -> None:
+        self.masks = masks
+
+    def __iter__(self):
+        while True:
+            yield self.masks.clone()
+
+
+def handover(masks: torch.Tensor, steps: int) -> float:
+    """Median seconds for one loader worker to hand ``masks`` to this process."""
+    batches = iter(torch.utils.data.DataLoader(_SameMasks(masks), batch_size=None, num_workers=1))
+    return statistics.median(timed(lambda: next(batches), steps, lambda: None))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
@@ -66,6 +84,7 @@ def main() -> None:
     ap.add_argument("--preset", default="m2,m2-tem")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--handover-only", action="store_true", help="time only the hand-over (no network)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
@@ -132,12 +151,16 @@ def main() -> None:
         f"{args.encoder} U-Net++, batch {args.batch} x {args.crop}², workers {args.workers}, "
         f"bf16 {args.bf16}, on {device}"
     )
-    for name, step in stages.items():
+    for name, step in () if args.handover_only else stages.items():
         torch.set_num_threads(args.threads)  # a loader worker sets 1 thread in the process it runs in
         times = timed(step, args.steps, sync)
         median = statistics.median(times)
         figures[name] = {"median_ms": round(1000 * median, 2), "images_per_s": round(args.batch / median, 1)}
         print(f"{name:45s} {1000 * median:9.1f} ms/step {args.batch / median:9.1f} images/s")
+    for name, m in (("masks as booleans", masks.cpu()), ("masks packed eight to a byte", packed)):
+        median = handover(m, args.steps)
+        figures[f"hand-over, {name}"] = {"median_ms": round(1000 * median, 2), "megabytes": m.numel() / 1e6}
+        print(f"hand-over from a worker, {name:28s} {1000 * median:9.1f} ms/batch ({m.numel() / 1e6:.1f} MB)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1)
