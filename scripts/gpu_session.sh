@@ -1,9 +1,10 @@
 #!/bin/bash
 # One GPU session, as one command (lent GPU machines come in short leases): train the paper's
-# resnet50 U-Net++ at 512² from scratch and, beside it on the same GPU, a mobilenet_v2 model (the shipped
-# one continued, or from scratch with MN_INIT=none; alone on the GPU with R50=0); export the resnet50 and score it (held-out synthetic m2, real labelled frames when given);
-# time the runtime pipeline with both networks on the GPU. Every stage has a time guard so that the
-# outputs come back even when a stage runs long.
+# resnet50 U-Net++ at 512² from scratch and, beside it on the same GPU, a mobilenet_v2 model (the
+# shipped one continued, or from scratch with MN_INIT=none; alone on the GPU with R50=0); export the
+# resnet50 and score it (held-out synthetic m2, real labelled frames when given); time the runtime
+# pipeline with both networks on the GPU. Every stage has a time guard so that the outputs come back
+# even when a stage runs long.
 #
 #   OUT=dir [MINUTES=5] [REAL=path/to/labelled] scripts/gpu_session.sh
 #
