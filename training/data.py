@@ -36,10 +36,26 @@ class AugmentConfig:
     clahe_clip: tuple[float, float] = (0.005, 0.03)
     flips: bool = True
     rot90: bool = True
+    # Gaussian blur first, as the optics blur before the sensor adds noise: real videos drift out of
+    # focus over a recording (tanaka-8um's later frames), and synthetic lines are drawn sharp
+    blur_prob: float = 0.3
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
 
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(0.0, (0.0, 0.0), (0.0, 0.0), (1.0, 1.0), 0.0, (1.0, 1.0), 0.0, (0.01, 0.01), False, False)
+        return cls(
+            noise_prob=0.0,
+            noise_std=(0.0, 0.0),
+            brightness=(0.0, 0.0),
+            contrast=(1.0, 1.0),
+            contrast_field_prob=0.0,
+            gamma=(1.0, 1.0),
+            clahe_prob=0.0,
+            clahe_clip=(0.01, 0.01),
+            flips=False,
+            rot90=False,
+            blur_prob=0.0,
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,8 @@ class DataConfig:
     ``crop`` px are taken from each, so generation cost is shared when it is larger than the crop.
     ``preset`` may name several presets, comma-separated: images then alternate between them (so a
     model learns wide lines without forgetting thin ones); validation uses the first.
+    ``synthetic_share`` (fine-tuning only): the fraction of crops taken from that synthetic stream
+    instead of the labelled frames.
     """
 
     preset: str = "m2"
@@ -60,6 +78,11 @@ class DataConfig:
     min_mask_px: int = 20
     max_masks: int = 20
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    synthetic_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.synthetic_share < 1.0:
+            raise ValueError(f"synthetic_share must be in [0, 1), got {self.synthetic_share}")
 
 
 def random_crop(
@@ -126,11 +149,14 @@ def contrast_field(
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """Contrast (global or a smooth field), brightness, gamma, optional CLAHE and Gaussian noise;
-    result clipped to [0, 1]."""
+    """Optional blur, contrast (global or a smooth field), brightness, gamma, optional CLAHE and
+    Gaussian noise; result clipped to [0, 1]."""
+    from scipy.ndimage import gaussian_filter
     from skimage.exposure import equalize_adapthist
 
     x = image.astype(np.float32)
+    if rng.random() < config.blur_prob:
+        x = gaussian_filter(x, rng.uniform(*config.blur_sigma), mode="reflect")
     if rng.random() < config.contrast_field_prob:
         x = contrast_field(x, rng, config.contrast)
     else:

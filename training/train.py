@@ -79,7 +79,10 @@ class TrainConfig:
         from dislotrack.training.data import AugmentConfig
 
         data = dict(d.get("data", {}))
-        data["augment"] = AugmentConfig(**{k: _tuple(v) for k, v in data.get("augment", {}).items()})
+        augment = dict(data.get("augment", {}))
+        if augment and "blur_prob" not in augment:  # saved before blur existed: that run had none
+            augment["blur_prob"] = 0.0
+        data["augment"] = AugmentConfig(**{k: _tuple(v) for k, v in augment.items()})
         data = DataConfig(**{k: _tuple(v) for k, v in data.items()})
         top = {k: _tuple(v) for k, v in d.items() if k not in ("model", "loss", "data")}
         return cls(

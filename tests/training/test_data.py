@@ -134,3 +134,24 @@ def test_loader_batches_carry_masks_packed_and_unpack_to_the_same_masks() -> Non
     expected = collate(samples, n_masks=4)[1]
     assert masks.dtype == torch.bool and np.array_equal(masks.numpy(), expected)
     assert counts.tolist() == [3, 1]
+
+
+def test_blur_is_a_gaussian_of_the_drawn_sigma_and_only_when_drawn():
+    from dataclasses import replace
+
+    from scipy.ndimage import gaussian_filter
+
+    image = np.random.default_rng(0).uniform(0.2, 0.8, (48, 48)).astype(np.float32)
+    always = replace(AugmentConfig.off(), blur_prob=1.0, blur_sigma=(1.2, 1.2))
+    out = photometric(image, np.random.default_rng(1), always)
+    np.testing.assert_allclose(out, gaussian_filter(image, 1.2, mode="reflect"), atol=1e-6)
+    assert out.std() < 0.5 * image.std()  # white noise loses most of its spread
+
+
+def test_configs_saved_before_blur_existed_resume_without_it():
+    from dislotrack.training.train import TrainConfig
+
+    saved = TrainConfig().to_dict()
+    del saved["data"]["augment"]["blur_prob"], saved["data"]["augment"]["blur_sigma"]
+    assert TrainConfig.from_dict(saved).data.augment.blur_prob == 0.0
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).data.augment == AugmentConfig()
