@@ -137,6 +137,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fine.add_argument(
         "--first", type=int, default=0, help="use only the first K frames in name order (0: all)"
     )
+    fine.add_argument(
+        "--synthetic-share",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="fraction of training crops taken from synthetic images instead of the labelled frames",
+    )
+    fine.add_argument(
+        "--preset", default=None, help="generator preset of those synthetic crops (default: the model's)"
+    )
     # real labels mark only some dislocations: score the loss near them only (measured in README)
     _add_loop_args(fine, epochs=10, steps=50, lr=3e-4, ignore_beyond=12)
 
@@ -285,17 +295,19 @@ def _run_finetune(args: argparse.Namespace) -> int:
     from dislotrack.training.data import AugmentConfig, DataConfig
     from dislotrack.training.evaluate import load_labelled
     from dislotrack.training.export import load_weights
-    from dislotrack.training.finetune import finetune
+    from dislotrack.training.finetune import finetune, trained_preset
 
     weights = load_weights(args.source)
     frames = load_labelled(args.images, args.masks, args.labelme, args.line_width)
     frames = frames[: args.first] if args.first else frames
     data = DataConfig(
+        preset=args.preset or trained_preset(weights),
         seed=args.seed,
         crop=args.crop,
         crops_per_image=1,
         max_masks=weights.model.n_masks,
         augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
+        synthetic_share=args.synthetic_share,
     )
     out = finetune(_loop_config(args, data, weights.model), weights, frames, resume=args.resume)
     print(f"run folder: {out} (best.pt, last.pt, history.csv, history.png)")

@@ -1,7 +1,9 @@
 """Fine-tuning a trained model on a few labelled real frames (the paper used 10).
 
 The labelled frames are cycled endlessly through the same random crops and augmentations as the
-synthetic data. With so few frames there is no honest held-out set inside the command, so the
+synthetic data; a share of the crops may come from the synthetic stream the model was trained on,
+so that a few frames from one video refine the model rather than replace what it knew. With so few
+frames there is no honest held-out set inside the command, so the
 checkpoint kept as ``best.pt`` is chosen on the training frames themselves; the figures worth
 reporting come from ``dislotrack evaluate`` on frames the fine-tuning never saw.
 """
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dislotrack.training.data import DataConfig, Sample, cycled, training_samples
+from dislotrack.training.data import DataConfig, Sample, cycled, synthetic_images, training_samples
 from dislotrack.training.evaluate import Labelled
 from dislotrack.training.export import Weights
 from dislotrack.training.train import TrainConfig
@@ -38,20 +40,39 @@ def crop_to_multiple(sample: Sample, multiple: int = MULTIPLE) -> Sample:
     return image[:h, :w], masks[masks.reshape(len(masks), -1).any(1)] if len(masks) else masks
 
 
+def trained_preset(weights: Weights, default: str = "m2") -> str:
+    """The generator preset the weights were trained on (card or checkpoint), for synthetic mixing."""
+    info = weights.info
+    return info.get("preset") or info.get("train", {}).get("data", {}).get("preset") or default
+
+
+def mixed(
+    labelled: Iterator[Sample], synthetic: Iterator[Sample], share: float, rng: np.random.Generator
+) -> Iterator[Sample]:
+    """Each sample from ``synthetic`` with probability ``share``, else from ``labelled``."""
+    while True:
+        yield next(synthetic) if rng.random() < share else next(labelled)
+
+
 @dataclass
 class LabelledSamples:
-    """Picklable factory of augmented crops cycled over a small labelled set."""
+    """Picklable factory of augmented crops cycled over a small labelled set; ``data.synthetic_share``
+    of them drawn instead from the synthetic stream of ``data.preset``."""
 
     samples: Sequence[Sample]
     data: DataConfig
 
     def __call__(self, seed: int) -> Iterator[Sample]:
         rng = np.random.default_rng([seed, 0xF1E])
-        return training_samples(cycled(self.samples, rng), self.data, seed)
+        source = cycled(self.samples, rng)
+        if self.data.synthetic_share > 0:
+            source = mixed(source, synthetic_images(self.data, seed), self.data.synthetic_share, rng)
+        return training_samples(source, self.data, seed)
 
 
 def finetune(config: TrainConfig, weights: Weights, frames: Sequence[Labelled], *, resume: bool = False):
-    """Train ``weights`` further on ``frames``; ``config.data`` sets crops and augmentation."""
+    """Train ``weights`` further on ``frames``; ``config.data`` sets crops, augmentation and the share
+    (and preset) of synthetic crops mixed in."""
     from dislotrack.training.train import train
 
     if not frames:

@@ -1,0 +1,84 @@
+"""Fine-tuning on a few labelled frames, optionally mixed with the model's synthetic stream."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+
+import numpy as np
+import pytest
+
+from dislotrack.training.data import AugmentConfig, DataConfig
+
+
+def _flat_frames(n: int, shape=(64, 64)):
+    """Labelled samples whose image is one flat grey: no synthetic image looks like that."""
+    masks = np.zeros((1, *shape), bool)
+    masks[0, shape[0] // 2, 4:-4] = True
+    return [(np.full(shape, 0.5, np.float32), masks) for _ in range(n)]
+
+
+def test_mixed_draws_the_given_share_from_the_second_stream():
+    from itertools import repeat
+
+    from dislotrack.training.finetune import mixed
+
+    got = list(islice(mixed(repeat("real"), repeat("synthetic"), 0.3, np.random.default_rng(0)), 2000))
+    assert 0.26 < got.count("synthetic") / len(got) < 0.34
+
+
+def test_labelled_samples_mix_in_synthetic_crops_only_when_asked():
+    from dislotrack.training.finetune import LabelledSamples
+
+    data = DataConfig(gen_size=(64, 64), crop=(32, 32), augment=AugmentConfig.off())
+    alone = list(islice(LabelledSamples(_flat_frames(3), data)(seed=1), 40))
+    assert all(np.ptp(img) == 0 for img, _ in alone)
+    share = DataConfig(gen_size=(64, 64), crop=(32, 32), augment=AugmentConfig.off(), synthetic_share=0.5)
+    both = list(islice(LabelledSamples(_flat_frames(3), share)(seed=1), 40))
+    synthetic = sum(np.ptp(img) > 0 for img, _ in both)
+    assert 8 <= synthetic <= 32
+    assert all(img.shape == (32, 32) and m.shape[1:] == (32, 32) for img, m in both)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0])
+def test_a_share_outside_zero_to_one_is_refused(share):
+    with pytest.raises(ValueError, match="synthetic_share"):
+        DataConfig(synthetic_share=share)
+
+
+def test_trained_preset_comes_from_the_card_or_the_checkpoint():
+    from dislotrack.training.export import Weights
+    from dislotrack.training.finetune import trained_preset
+    from dislotrack.training.model import ModelConfig
+
+    model = ModelConfig()
+    assert trained_preset(Weights(model, {}, {"preset": "m2-tem"})) == "m2-tem"
+    assert trained_preset(Weights(model, {}, {"train": {"data": {"preset": "m2-wide"}}})) == "m2-wide"
+    assert trained_preset(Weights(model, {}, {})) == "m2"
+
+
+@pytest.mark.train
+def test_finetune_records_its_synthetic_share_and_trains(tiny_model, tmp_path):
+    from PIL import Image
+
+    from dislotrack.cli.main import main
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        img = rng.integers(90, 160, (64, 96), dtype=np.uint8)
+        mask = np.zeros((64, 96), np.uint8)
+        mask[30:33, 10:80] = 255
+        img[mask > 0] = 40
+        Image.fromarray(img).save(images / f"f{i}.png")
+        Image.fromarray(mask).save(masks / f"f{i}.png")
+    out = tmp_path / "ft"
+    args = ["train", "finetune", "--from", str(tiny_model), "--images", str(images), "--masks", str(masks)]
+    args += ["--out", str(out), "--crop", "64", "--epochs", "1", "--steps-per-epoch", "2"]
+    args += ["--batch-size", "2", "--warmup-steps", "1", "--workers", "0", "--threads", "1"]
+    args += ["--synthetic-share", "0.5"]
+    assert main(args) == 0
+    data = json.loads((out / "config.json").read_text())["data"]
+    assert data["synthetic_share"] == 0.5 and data["preset"] == "m2"  # the tiny model's preset
+    assert (out / "last.pt").is_file() and (out / "history.csv").read_text().count("\n") == 2
