@@ -303,13 +303,13 @@ def _run_finetune(args: argparse.Namespace) -> int:
     from dislotrack.training.data import AugmentConfig, DataConfig
     from dislotrack.training.evaluate import load_labelled
     from dislotrack.training.export import load_weights
-    from dislotrack.training.finetune import finetune, trained_preset
+    from dislotrack.training.finetune import finetune
 
     weights = load_weights(args.source)
     frames = load_labelled(args.images, args.masks, args.labelme, args.line_width)
     frames = frames[: args.first] if args.first else frames
     data = DataConfig(
-        preset=args.preset or trained_preset(weights),
+        preset=args.preset or weights.preset or "m2",
         seed=args.seed,
         crop=args.crop,
         crops_per_image=1,

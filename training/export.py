@@ -43,6 +43,12 @@ class Weights:
         net.load_state_dict(self.state)
         return net.eval()
 
+    @property
+    def preset(self) -> str:
+        """The generator preset the weights were trained on ('' when unknown): a checkpoint keeps
+        it in its training config, an exported model in its card."""
+        return self.info.get("train", {}).get("data", {}).get("preset") or self.info.get("preset", "")
+
 
 def code_version() -> str:
     """Package version plus the git commit when run from a checkout (absent from a wheel)."""
@@ -109,7 +115,6 @@ def validation_figures(weights: Weights) -> dict:
 def model_metadata(weights: Weights, extra: dict | None = None) -> dict:
     """The ``dislotrack`` metadata JSON of the contract (plus training provenance)."""
     m = weights.model
-    train = weights.info.get("train", {})
     meta = {
         "n_masks": m.n_masks,
         "mean": m.mean,
@@ -120,7 +125,7 @@ def model_metadata(weights: Weights, extra: dict | None = None) -> dict:
         "encoder": m.encoder,
         "decoder_channels": list(m.decoder_channels),
         "model": m.to_dict(),
-        "preset": train.get("data", {}).get("preset", weights.info.get("preset", "")),
+        "preset": weights.preset,
         "metrics": {"validation": validation_figures(weights)},
         "code_version": code_version(),
     }

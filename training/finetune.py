@@ -3,9 +3,9 @@
 The labelled frames are cycled endlessly through the same random crops and augmentations as the
 synthetic data; a share of the crops may come from the synthetic stream the model was trained on,
 so that a few frames from one video refine the model rather than replace what it knew. With so few
-frames there is no honest held-out set inside the command, so the
-checkpoint kept as ``best.pt`` is chosen on the training frames themselves; the figures worth
-reporting come from ``dislotrack evaluate`` on frames the fine-tuning never saw.
+frames there is no honest held-out set inside the command, so the checkpoint kept as ``best.pt`` is
+chosen on the training frames themselves; the figures worth reporting come from
+``dislotrack evaluate`` on frames the fine-tuning never saw.
 """
 
 from __future__ import annotations
@@ -38,12 +38,6 @@ def crop_to_multiple(sample: Sample, multiple: int = MULTIPLE) -> Sample:
         raise ValueError(f"frame {image.shape} is smaller than {multiple} px")
     masks = masks[:, :h, :w]
     return image[:h, :w], masks[masks.reshape(len(masks), -1).any(1)] if len(masks) else masks
-
-
-def trained_preset(weights: Weights, default: str = "m2") -> str:
-    """The generator preset the weights were trained on (card or checkpoint), for synthetic mixing."""
-    info = weights.info
-    return info.get("preset") or info.get("train", {}).get("data", {}).get("preset") or default
 
 
 def mixed(

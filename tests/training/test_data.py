@@ -136,7 +136,7 @@ def test_loader_batches_carry_masks_packed_and_unpack_to_the_same_masks() -> Non
     assert counts.tolist() == [3, 1]
 
 
-def test_blur_is_a_gaussian_of_the_drawn_sigma_and_only_when_drawn():
+def test_blur_is_a_gaussian_of_the_drawn_sigma():
     from dataclasses import replace
 
     from scipy.ndimage import gaussian_filter

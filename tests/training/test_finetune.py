@@ -46,15 +46,14 @@ def test_a_share_outside_zero_to_one_is_refused(share):
         DataConfig(synthetic_share=share)
 
 
-def test_trained_preset_comes_from_the_card_or_the_checkpoint():
+def test_weights_know_their_preset_from_the_card_or_the_checkpoint():
     from dislotrack.training.export import Weights
-    from dislotrack.training.finetune import trained_preset
     from dislotrack.training.model import ModelConfig
 
     model = ModelConfig()
-    assert trained_preset(Weights(model, {}, {"preset": "m2-tem"})) == "m2-tem"
-    assert trained_preset(Weights(model, {}, {"train": {"data": {"preset": "m2-wide"}}})) == "m2-wide"
-    assert trained_preset(Weights(model, {}, {})) == "m2"
+    assert Weights(model, {}, {"preset": "m2-tem"}).preset == "m2-tem"
+    assert Weights(model, {}, {"train": {"data": {"preset": "m2-wide"}}}).preset == "m2-wide"
+    assert Weights(model, {}, {}).preset == ""
 
 
 @pytest.mark.train
