@@ -28,8 +28,8 @@ from dislotrack.training.train import (
     TrainConfig,
     _Batches,
     forward,
+    on_device,
     resolve_device,
-    unpack_masks,
 )
 
 
@@ -109,9 +109,9 @@ def main() -> None:
         )
     )
     one_worker = iter(dataset)  # the same work as a loader worker, in this process
-    images, packed, counts = next(loader)
-    images = images.to(device)
-    masks = unpack_masks(packed.to(device), images.shape[-1])
+    first = next(loader)
+    packed = first[1]
+    images, masks, counts = on_device(first, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step_with(loss_fn, batch=None):
@@ -125,10 +125,6 @@ def main() -> None:
 
         return step
 
-    def from_loader():
-        x, m, c = next(loader)
-        return x.to(device, non_blocking=True), unpack_masks(m.to(device, non_blocking=True), x.shape[-1]), c
-
     loss_config = LossConfig()
     stages = {
         "network only (forward, backward, optimiser)": step_with(lambda y, m, c: torch.sigmoid(y).mean()),
@@ -136,7 +132,7 @@ def main() -> None:
         "step, batched loss": step_with(lambda y, m, c: matched_dice_loss(y, m, c, loss_config)),
         "one loader worker making a batch": lambda: next(one_worker),
         "step, batched loss, fed by the loader": step_with(
-            lambda y, m, c: matched_dice_loss(y, m, c, loss_config), from_loader
+            lambda y, m, c: matched_dice_loss(y, m, c, loss_config), lambda: on_device(next(loader), device)
         ),
     }
     figures = {

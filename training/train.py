@@ -135,6 +135,14 @@ def unpack_masks(packed: torch.Tensor, width: int) -> torch.Tensor:
     return bits.flatten(-2)[..., :width].bool()
 
 
+def on_device(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device):
+    """A loader batch (images, packed masks, counts) as the step uses it: images and unpacked masks on
+    ``device``, counts where they are (the matching reads them on the host)."""
+    images, packed, counts = batch
+    images = images.to(device, non_blocking=True)
+    return images, unpack_masks(packed.to(device, non_blocking=True), images.shape[-1]), counts
+
+
 @dataclass
 class SyntheticSamples:
     """Picklable factory of augmented synthetic crops for ``_Batches``."""
@@ -374,9 +382,7 @@ def train(
         losses = []
         bar = _progress(config.steps_per_epoch, f"epoch {state['epoch'] + 1}/{config.epochs}")
         for _ in range(config.steps_per_epoch):
-            images, packed, counts = next(batches)
-            images = images.to(device, non_blocking=True)
-            masks = unpack_masks(packed.to(device, non_blocking=True), images.shape[-1])
+            images, masks, counts = on_device(next(batches), device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state["step"], config, time.perf_counter() - started)
             loss = matched_dice_loss(forward(net, images, config), masks, counts, config.loss)
