@@ -11,7 +11,7 @@
 # Needs torch with CUDA, segmentation-models-pytorch and dislotrack importable (`pip install '.[train]'`
 # or PYTHONPATH). Writes under $OUT: log.txt, r50.tgz (card, evaluations, history, benchmarks) and the
 # continued mobilenet_v2 run without optimiser state, as mnv2.tgz.part-* (15 MB pieces; join with cat).
-# The other settings are environment variables below (the CPU dry run in the README shrinks them).
+# The other settings are environment variables below (the CPU rehearsal in the README shrinks them).
 set -u
 OUT=${OUT:?set OUT to the output folder}
 MINUTES=${MINUTES:-5}
