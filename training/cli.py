@@ -53,6 +53,7 @@ def _add_loop_args(
     lr: float,
     warmup: int = 100,
     ignore_beyond: int = 0,
+    union_weight: float = 0.0,
 ) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--out", help="run folder (checkpoints, history.csv, history.png); required")
@@ -78,7 +79,7 @@ def _add_loop_args(
     g.add_argument(
         "--union-weight",
         type=float,
-        default=0.0,
+        default=union_weight,
         help="weight of a Dice term on the channels' maximum against all lines together (0: off, "
         "the paper's loss)",
     )
@@ -155,8 +156,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preset", default=None, help="generator preset of those synthetic crops (default: the model's)"
     )
     # real labels mark only some dislocations: score the loss near them only; half the crops
-    # synthetic keep what the model knew; 1000 steps at 1e-3 (all measured in README, session 14)
-    _add_loop_args(fine, epochs=20, steps=50, lr=1e-3, warmup=30, ignore_beyond=12)
+    # synthetic keep what the model knew; 1000 steps at 1e-3; the union term keeps each labelled
+    # line covered by some channel (all measured in README, sessions 14 and 15)
+    _add_loop_args(fine, epochs=20, steps=50, lr=1e-3, warmup=30, ignore_beyond=12, union_weight=1.0)
 
     ev = subparsers.add_parser(
         "evaluate", help="score a model on labelled frames or held-out synthetic images"

@@ -24,6 +24,7 @@ def test_subcommands_parse():
     args = parser.parse_args(["train", "--out", "run", "--crop", "128", "--matching", "greedy"])
     assert args.crop == (128, 128) and args.matching == "greedy" and args.action is None
     assert args.ignore_beyond == 0 and args.local_contrast == 0.0  # synthetic labels are complete
+    assert args.union_weight == 0.0  # the paper's loss
     args = parser.parse_args(
         [
             "train",
@@ -43,6 +44,7 @@ def test_subcommands_parse():
     assert args.action == "finetune" and args.first == 10 and args.source == "m.onnx"
     assert args.ignore_beyond == 12  # real labels are partial
     assert args.synthetic_share == 0.5 and args.preset is None  # half synthetic, the model's preset
+    assert args.union_weight == 1.0  # each labelled line covered by some channel
     args = parser.parse_args(["evaluate", "--synthetic", "5"])
     assert args.synthetic == 5 and args.model is None
     with pytest.raises(SystemExit):

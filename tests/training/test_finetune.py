@@ -57,7 +57,7 @@ def test_weights_know_their_preset_from_the_card_or_the_checkpoint():
 
 
 @pytest.mark.train
-def test_finetune_records_its_synthetic_share_and_trains(tiny_model, tmp_path):
+def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path):
     from PIL import Image
 
     from dislotrack.cli.main import main
@@ -78,6 +78,8 @@ def test_finetune_records_its_synthetic_share_and_trains(tiny_model, tmp_path):
     args += ["--batch-size", "2", "--warmup-steps", "1", "--workers", "0", "--threads", "1"]
     args += ["--synthetic-share", "0.5"]
     assert main(args) == 0
-    data = json.loads((out / "config.json").read_text())["data"]
+    config = json.loads((out / "config.json").read_text())
+    data = config["data"]
     assert data["synthetic_share"] == 0.5 and data["preset"] == "m2"  # the tiny model's preset
+    assert config["loss"]["union_weight"] == 1.0 and config["loss"]["ignore_beyond_px"] == 12
     assert (out / "last.pt").is_file() and (out / "history.csv").read_text().count("\n") == 2
