@@ -58,3 +58,21 @@ def test_missing_weights_is_a_one_line_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing.pt"), "--name", "x", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "not found" in err and "\n" not in err
+
+
+def test_every_flips_option_offers_exactly_the_passes_inference_knows():
+    """The CLIs list the pass counts literally (they import only argparse); they must not drift."""
+    from dislotrack.cli.main import build_parser
+    from dislotrack.runtime.inference import FLIP_AXES
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.choices and "process" in a.choices).choices
+    offered = {
+        name: action.choices
+        for name, sub in commands.items()
+        for action in sub._actions
+        if "--flips" in action.option_strings
+    }
+    assert {"process", "demo", "evaluate"} <= offered.keys()
+    for name, choices in offered.items():
+        assert tuple(choices) == tuple(FLIP_AXES), name
