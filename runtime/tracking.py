@@ -78,10 +78,15 @@ def directed_costs(
     return to_line, to_track
 
 
+def symmetric_cost(to_line: np.ndarray, to_track: np.ndarray) -> np.ndarray:
+    """The linking cost from ``directed_costs``: both directions count, so a short piece lying on a
+    long track costs more than the whole line would."""
+    return 0.5 * (to_line + to_track)
+
+
 def cost_matrix(tracks: Sequence[np.ndarray], lines: Sequence[np.ndarray], gate: float) -> np.ndarray:
     """(T, L) mean closest-point distances; pairs whose boxes are farther apart than the gate are inf."""
-    to_line, to_track = directed_costs(tracks, lines, gate)
-    return 0.5 * (to_line + to_track)
+    return symmetric_cost(*directed_costs(tracks, lines, gate))
 
 
 def assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
@@ -186,7 +191,7 @@ class Linker:
         gate = self.gate(frame)
         self._last_frame = frame
         to_line, to_track = directed_costs(predicted, points, gate)
-        cost = 0.5 * (to_line + to_track)
+        cost = symmetric_cost(to_line, to_track)
         matches = assign(cost, gate)
         partial = (
             self._partial(matches, cost, np.minimum(to_line, to_track)) if cfg.partial_gate_px > 0 else []
