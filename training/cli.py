@@ -81,14 +81,14 @@ def _add_loop_args(
         type=float,
         default=union_weight,
         help="weight of a Dice term on the channels' maximum against all lines together (0: off, "
-        "the paper's loss)",
+        "the paper's loss; default %(default)s)",
     )
     g.add_argument(
         "--ignore-beyond",
         type=int,
         default=ignore_beyond,
         help="score only pixels within this many px of a labelled line (0: the whole image); for "
-        "frames whose labels mark only some dislocations",
+        "frames whose labels mark only some dislocations (default %(default)s)",
     )
     g.add_argument("--crop", type=_size, default=(256, 256), help="training crop, N or HxW")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -150,7 +150,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.5,
         metavar="F",
         help="fraction of training crops taken from synthetic images instead of the labelled frames "
-        "(0: labelled frames only)",
+        "(0: labelled frames only; default %(default)s)",
     )
     fine.add_argument(
         "--preset", default=None, help="generator preset of those synthetic crops (default: the model's)"
