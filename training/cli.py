@@ -137,8 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fine.add_argument(
         "--from",
         dest="source",
-        required=True,
-        help="model to start from: .onnx (with its .safetensors), .safetensors, .pt or run folder",
+        default=None,
+        help="model to start from: .onnx (with its .safetensors), .safetensors, .pt or run folder "
+        "(default: the shipped model)",
     )
     _add_labelled_args(fine)
     fine.add_argument(
@@ -155,6 +156,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fine.add_argument(
         "--preset", default=None, help="generator preset of those synthetic crops (default: the model's)"
     )
+    fine.add_argument(
+        "--name",
+        default="finetuned",
+        help="write the fine-tuned model, from the run's last checkpoint, as OUT/NAME.onnx with its "
+        ".safetensors and .json card, ready for `process --model` (default %(default)s)",
+    )
+    fine.add_argument("--no-export", action="store_true", help="leave the checkpoints only")
     # real labels mark only some dislocations: score the loss near them only; half the crops
     # synthetic keep what the model knew; 1000 steps at 1e-3; the union term keeps each labelled
     # line covered by some channel (measured in docs/training-log.md, sessions 14 and 15)
@@ -304,9 +312,13 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_finetune(args: argparse.Namespace) -> int:
     from dislotrack.training.data import AugmentConfig, DataConfig
     from dislotrack.training.evaluate import load_labelled
-    from dislotrack.training.export import load_weights
+    from dislotrack.training.export import init_record, load_weights
     from dislotrack.training.finetune import finetune
 
+    if args.source is None:
+        from dislotrack.runtime.model import default_model_path
+
+        args.source = str(default_model_path())
     weights = load_weights(args.source)
     frames = load_labelled(args.images, args.masks, args.labelme, args.line_width)
     frames = frames[: args.first] if args.first else frames
@@ -319,8 +331,25 @@ def _run_finetune(args: argparse.Namespace) -> int:
         augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
         synthetic_share=args.synthetic_share,
     )
-    out = finetune(_loop_config(args, data, weights.model), weights, frames, resume=args.resume)
+    config = dataclasses.replace(
+        _loop_config(args, data, weights.model),
+        init=init_record(args.source, weights),
+        labelled={
+            "folder": str(Path(args.labelme or args.images).resolve()),
+            "frames": [f.name for f in frames],
+            "lines": sum(len(f.masks) for f in frames),
+        },
+    )
+    out = finetune(config, weights, frames, resume=args.resume)
     print(f"run folder: {out} (best.pt, last.pt, history.csv, history.png)")
+    if not args.no_export:
+        # last.pt, not best.pt: with no held-out frames, "best" is scored on the training frames
+        # themselves and tends to pick a barely-tuned early epoch (docs/training-log.md, session 14)
+        from dislotrack.training.export import ship
+
+        model = Path(out) / f"{args.name}.onnx"
+        ship(load_weights(Path(out) / "last.pt"), out, args.name, default=False)
+        print(f"fine-tuned model: {model} (from last.pt); `dislotrack process SOURCE --model {model}`")
     return 0
 
 

@@ -252,6 +252,7 @@ def training_card(weights: Weights) -> dict:
                 "synthetic_images": crops // max(int(data.get("crops_per_image", 1)), 1),
                 "seed": data.get("seed"),
                 "validation_seed": train.get("val_seed"),
+                **({"synthetic_share": data["synthetic_share"]} if data.get("synthetic_share") else {}),
             },
             "epochs": int(state.get("epoch", 0)),
             "steps": steps,
@@ -262,6 +263,7 @@ def training_card(weights: Weights) -> dict:
             "wall_time_s": round(float(state.get("wall_s", 0))),
             "hardware": state.get("hardware") or hardware(),
             **({"initialised_from": train["init"]} if train.get("init") else {}),
+            **({"fine_tuned_on": train["labelled"]} if train.get("labelled") else {}),
         }
     }
 

@@ -70,6 +70,7 @@ class TrainConfig:
     device: str = "auto"
     out_dir: str = "runs/train"
     init: dict | None = None  # the weights training started from (file, sha256, their training), if any
+    labelled: dict | None = None  # the real frames a fine-tune trains on (folder, names, lines), if any
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))

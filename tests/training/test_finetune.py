@@ -57,10 +57,14 @@ def test_weights_know_their_preset_from_the_card_or_the_checkpoint():
 
 
 @pytest.mark.train
-def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path):
+def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path, monkeypatch):
     from PIL import Image
 
     from dislotrack.cli.main import main
+    from dislotrack.runtime import model as model_module
+
+    # without --from it starts from the package's default model: here the tiny one
+    monkeypatch.setattr(model_module.resources, "files", lambda package: tiny_model.parent)
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir(), masks.mkdir()
@@ -73,7 +77,7 @@ def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path):
         Image.fromarray(img).save(images / f"f{i}.png")
         Image.fromarray(mask).save(masks / f"f{i}.png")
     out = tmp_path / "ft"
-    args = ["train", "finetune", "--from", str(tiny_model), "--images", str(images), "--masks", str(masks)]
+    args = ["train", "finetune", "--images", str(images), "--masks", str(masks)]
     args += ["--out", str(out), "--crop", "64", "--epochs", "1", "--steps-per-epoch", "2"]
     args += ["--batch-size", "2", "--warmup-steps", "1", "--workers", "0", "--threads", "1"]
     args += ["--synthetic-share", "0.5"]
@@ -83,3 +87,10 @@ def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path):
     assert data["synthetic_share"] == 0.5 and data["preset"] == "m2"  # the tiny model's preset
     assert config["loss"]["union_weight"] == 2.0 and config["loss"]["ignore_beyond_px"] == 12
     assert (out / "last.pt").is_file() and (out / "history.csv").read_text().count("\n") == 2
+    # the run ends with a model the runtime can use, exported from last.pt and not marked default
+    card = json.loads((out / "finetuned.json").read_text())
+    assert card["default"] is False and (out / "finetuned.safetensors").is_file()
+    training = card["training"]
+    assert training["data"]["synthetic_share"] == 0.5
+    assert training["fine_tuned_on"]["frames"] == ["f0", "f1"] and training["fine_tuned_on"]["lines"] == 2
+    assert training["initialised_from"]["file"] == tiny_model.with_suffix(".safetensors").name
