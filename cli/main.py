@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from dislotrack.gui import cli as gui_cli
 from dislotrack.runtime import cli as runtime_cli
@@ -26,10 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find, track and measure dislocations in in-situ TEM videos.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in REGISTRARS:
         register(sub)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("dislotrack")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -179,3 +179,12 @@ def test_bad_settings_fail_before_any_output(tmp_path, tiny, video, capsys):
         code, err = _run(capsys, video, "--out", tmp_path / "o", "--model", tiny, *args)
         assert code == 2 and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dislotrack {version('dislotrack')}"
