@@ -26,7 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dislotrack",
         description="Find, track and measure dislocations in in-situ TEM videos.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output (-v: debug; -vv: other libraries' too)",
+    )
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in REGISTRARS:
@@ -44,8 +50,13 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # our own progress at INFO (-v: DEBUG); other libraries only warn unless -vv (the ONNX exporter
+    # alone logs about a hundred INFO lines per export)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("dislotrack").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
