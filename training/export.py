@@ -241,6 +241,8 @@ def training_card(weights: Weights) -> dict:
     data = train.get("data", {})
     steps = int(state.get("step", 0))
     crops = steps * int(train.get("batch_size", 0))
+    # a fine-tune draws each crop from its labelled frames or, with this probability, a synthetic image
+    share = float(data.get("synthetic_share", 0.0)) if train.get("labelled") else 1.0
     return {
         "training": {
             "data": {
@@ -249,10 +251,10 @@ def training_card(weights: Weights) -> dict:
                 "crop": data.get("crop"),
                 "crops_per_image": data.get("crops_per_image"),
                 "crops_seen": crops,
-                "synthetic_images": crops // max(int(data.get("crops_per_image", 1)), 1),
+                "synthetic_images": round(share * crops / max(int(data.get("crops_per_image", 1)), 1)),
                 "seed": data.get("seed"),
                 "validation_seed": train.get("val_seed"),
-                **({"synthetic_share": data["synthetic_share"]} if data.get("synthetic_share") else {}),
+                **({"synthetic_share": share} if train.get("labelled") else {}),
             },
             "epochs": int(state.get("epoch", 0)),
             "steps": steps,

@@ -91,6 +91,6 @@ def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path, monkeypatc
     card = json.loads((out / "finetuned.json").read_text())
     assert card["default"] is False and (out / "finetuned.safetensors").is_file()
     training = card["training"]
-    assert training["data"]["synthetic_share"] == 0.5
+    assert training["data"]["synthetic_share"] == 0.5 and training["data"]["synthetic_images"] == 2  # of 4
     assert training["fine_tuned_on"]["frames"] == ["f0", "f1"] and training["fine_tuned_on"]["lines"] == 2
     assert training["initialised_from"]["file"] == tiny_model.with_suffix(".safetensors").name
