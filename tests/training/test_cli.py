@@ -44,7 +44,7 @@ def test_subcommands_parse():
     assert args.action == "finetune" and args.first == 10 and args.source == "m.onnx"
     assert args.ignore_beyond == 12  # real labels are partial
     assert args.synthetic_share == 0.5 and args.preset is None  # half synthetic, the model's preset
-    assert args.union_weight == 2.0  # each labelled line covered by some channel
+    assert args.union_weight == 4.0  # each labelled line covered by some channel
     args = parser.parse_args(["evaluate", "--synthetic", "5"])
     assert args.synthetic == 5 and args.model is None
     with pytest.raises(SystemExit):

@@ -85,7 +85,7 @@ def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path, monkeypatc
     config = json.loads((out / "config.json").read_text())
     data = config["data"]
     assert data["synthetic_share"] == 0.5 and data["preset"] == "m2"  # the tiny model's preset
-    assert config["loss"]["union_weight"] == 2.0 and config["loss"]["ignore_beyond_px"] == 12
+    assert config["loss"]["union_weight"] == 4.0 and config["loss"]["ignore_beyond_px"] == 12
     assert (out / "last.pt").is_file() and (out / "history.csv").read_text().count("\n") == 2
     # the run ends with a model the runtime can use, exported from last.pt and not marked default
     card = json.loads((out / "finetuned.json").read_text())
