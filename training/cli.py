@@ -310,16 +310,14 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
+    from dislotrack.runtime.model import default_model_path
     from dislotrack.training.data import AugmentConfig, DataConfig
     from dislotrack.training.evaluate import load_labelled
-    from dislotrack.training.export import init_record, load_weights
+    from dislotrack.training.export import init_record, load_weights, ship
     from dislotrack.training.finetune import finetune
 
-    if args.source is None:
-        from dislotrack.runtime.model import default_model_path
-
-        args.source = str(default_model_path())
-    weights = load_weights(args.source)
+    source = args.source or default_model_path()
+    weights = load_weights(source)
     frames = load_labelled(args.images, args.masks, args.labelme, args.line_width)
     frames = frames[: args.first] if args.first else frames
     data = DataConfig(
@@ -333,7 +331,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     )
     config = dataclasses.replace(
         _loop_config(args, data, weights.model),
-        init=init_record(args.source, weights),
+        init=init_record(source, weights),
         labelled={
             "folder": str(Path(args.labelme or args.images).resolve()),
             "frames": [f.name for f in frames],
@@ -345,8 +343,6 @@ def _run_finetune(args: argparse.Namespace) -> int:
     if not args.no_export:
         # last.pt, not best.pt: with no held-out frames, "best" is scored on the training frames
         # themselves and tends to pick a barely-tuned early epoch (docs/training-log.md, session 14)
-        from dislotrack.training.export import ship
-
         model = Path(out) / f"{args.name}.onnx"
         ship(load_weights(Path(out) / "last.pt"), out, args.name, default=False)
         print(f"fine-tuned model: {model} (from last.pt); `dislotrack process SOURCE --model {model}`")
