@@ -343,8 +343,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
     if not args.no_export:
         # last.pt, not best.pt: with no held-out frames, "best" is scored on the training frames
         # themselves and tends to pick a barely-tuned early epoch (docs/training-log.md, session 14)
-        model = Path(out) / f"{args.name}.onnx"
-        ship(load_weights(Path(out) / "last.pt"), out, args.name, default=False)
+        model = out / f"{args.name}.onnx"
+        ship(load_weights(out / "last.pt"), out, args.name, default=False)
         print(f"fine-tuned model: {model} (from last.pt); `dislotrack process SOURCE --model {model}`")
     return 0
 

@@ -242,7 +242,8 @@ def training_card(weights: Weights) -> dict:
     steps = int(state.get("step", 0))
     crops = steps * int(train.get("batch_size", 0))
     # a fine-tune draws each crop from its labelled frames or, with this probability, a synthetic image
-    share = float(data.get("synthetic_share", 0.0)) if train.get("labelled") else 1.0
+    labelled = train.get("labelled")
+    share = float(data.get("synthetic_share", 0.0)) if labelled else 1.0
     return {
         "training": {
             "data": {
@@ -254,7 +255,7 @@ def training_card(weights: Weights) -> dict:
                 "synthetic_images": round(share * crops / max(int(data.get("crops_per_image", 1)), 1)),
                 "seed": data.get("seed"),
                 "validation_seed": train.get("val_seed"),
-                **({"synthetic_share": share} if train.get("labelled") else {}),
+                **({"synthetic_share": share} if labelled else {}),
             },
             "epochs": int(state.get("epoch", 0)),
             "steps": steps,
@@ -265,7 +266,7 @@ def training_card(weights: Weights) -> dict:
             "wall_time_s": round(float(state.get("wall_s", 0))),
             "hardware": state.get("hardware") or hardware(),
             **({"initialised_from": train["init"]} if train.get("init") else {}),
-            **({"fine_tuned_on": train["labelled"]} if train.get("labelled") else {}),
+            **({"fine_tuned_on": labelled} if labelled else {}),
         }
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -64,7 +65,9 @@ class LabelledSamples:
         return training_samples(source, self.data, seed)
 
 
-def finetune(config: TrainConfig, weights: Weights, frames: Sequence[Labelled], *, resume: bool = False):
+def finetune(
+    config: TrainConfig, weights: Weights, frames: Sequence[Labelled], *, resume: bool = False
+) -> Path:
     """Train ``weights`` further on ``frames``; ``config.data`` sets crops, augmentation and the share
     (and preset) of synthetic crops mixed in."""
     from dislotrack.training.train import train
