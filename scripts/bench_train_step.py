@@ -126,10 +126,22 @@ def main() -> None:
         return step
 
     loss_config = LossConfig()
+    batched_step = step_with(lambda y, m, c: matched_dice_loss(y, m, c, loss_config))
+
+    def frozen_step() -> None:  # as ``--freeze-encoder``: no encoder gradients, its BN statistics fixed
+        net.encoder.requires_grad_(False)
+        net.encoder.eval()
+        try:
+            batched_step()
+        finally:
+            net.encoder.requires_grad_(True)
+            net.encoder.train()
+
     stages = {
         "network only (forward, backward, optimiser)": step_with(lambda y, m, c: torch.sigmoid(y).mean()),
         "step, loss image by image": step_with(lambda y, m, c: per_image_loss(y, m, c, loss_config)),
-        "step, batched loss": step_with(lambda y, m, c: matched_dice_loss(y, m, c, loss_config)),
+        "step, batched loss": batched_step,
+        "step, batched loss, encoder frozen": frozen_step,
         "one loader worker making a batch": lambda: next(one_worker),
         "step, batched loss, fed by the loader": step_with(
             lambda y, m, c: matched_dice_loss(y, m, c, loss_config), lambda: on_device(next(loader), device)

@@ -92,6 +92,11 @@ def _add_loop_args(
     )
     g.add_argument("--crop", type=_size, default=(256, 256), help="training crop, N or HxW")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    g.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="train the decoder and head only; the encoder keeps its weights and batch-norm statistics",
+    )
     g.add_argument("--threads", type=int, default=2, help="torch threads")
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast with AMX/AVX512-BF16)")
     g.add_argument("--workers", type=int, default=1, help="data-loader processes (0: in the main process)")
@@ -265,6 +270,7 @@ def _loop_config(args: argparse.Namespace, data, model):
         workers=args.workers,
         max_minutes=args.max_minutes,
         device=args.device,
+        freeze_encoder=args.freeze_encoder,
         out_dir=args.out,
         **(
             {"val_images": args.val_images, "val_size": args.val_size, "val_seed": args.val_seed}

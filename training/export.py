@@ -263,6 +263,7 @@ def training_card(weights: Weights) -> dict:
             "loss": train.get("loss"),
             "lr": train.get("lr"),
             "bf16": train.get("bf16", False),
+            **({"frozen_encoder": True} if train.get("freeze_encoder") else {}),
             "wall_time_s": round(float(state.get("wall_s", 0))),
             "hardware": state.get("hardware") or hardware(),
             **({"initialised_from": train["init"]} if train.get("init") else {}),

@@ -49,7 +49,9 @@ class TrainConfig:
 
     ``bf16``: bfloat16 autocast with channels-last tensors for the training steps (validation stays
     float32); about 1.5-2x faster on CPUs with AMX/AVX512-BF16, slower on CPUs without them, and the
-    usual choice on GPUs. ``device``: ``auto`` trains on CUDA when torch sees a GPU, else on the CPU."""
+    usual choice on GPUs. ``device``: ``auto`` trains on CUDA when torch sees a GPU, else on the CPU.
+    ``freeze_encoder``: train the decoder and head only, the encoder's weights and normalisation
+    statistics kept as they were (fine-tuning on a few frames: less to overfit, no encoder gradients)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -68,6 +70,7 @@ class TrainConfig:
     workers: int = 1
     max_minutes: float = 0.0
     device: str = "auto"
+    freeze_encoder: bool = False
     out_dir: str = "runs/train"
     init: dict | None = None  # the weights training started from (file, sha256, their training), if any
     labelled: dict | None = None  # the real frames a fine-tune trains on (folder, names, lines), if any
@@ -349,7 +352,10 @@ def train(
         net = net.to(memory_format=torch.channels_last)
     if init_weights is not None:
         net.load_state_dict(init_weights)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.freeze_encoder:
+        net.encoder.requires_grad_(False)
+    trained = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     state = {"epoch": 0, "step": 0, "best": -1.0, "wall_s": 0.0}
     if resume:
         ckpt = load_checkpoint(out / "last.pt")
@@ -380,6 +386,8 @@ def train(
     started = time.perf_counter() - state["wall_s"]
     while state["epoch"] < config.epochs:
         net.train()
+        if config.freeze_encoder:
+            net.encoder.eval()
         losses = []
         bar = _progress(config.steps_per_epoch, f"epoch {state['epoch'] + 1}/{config.epochs}")
         for _ in range(config.steps_per_epoch):

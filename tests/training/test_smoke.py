@@ -143,6 +143,28 @@ def test_training_from_trained_weights_keeps_their_provenance(tiny_run, tiny_mod
     assert origin["training"]["steps"] == 2
 
 
+def test_a_frozen_encoder_keeps_its_weights_and_statistics_while_the_decoder_learns(
+    tiny_run, tiny_model, tmp_path
+):
+    from dislotrack.training.export import load_weights, ship
+    from dislotrack.training.train import TrainConfig, load_checkpoint, train
+
+    start = load_weights(tiny_model)
+    config = TrainConfig.from_dict(json.loads((tiny_run / "config.json").read_text()))
+    config = TrainConfig.from_dict(
+        {**config.to_dict(), "out_dir": str(tmp_path / "run"), "freeze_encoder": True, "lr": 1e-2}
+    )
+    after = load_checkpoint(train(config, init_weights=start.state) / "last.pt")["model"]
+    encoder = [k for k in start.state if k.startswith("encoder.")]
+    assert any(k.endswith("running_mean") for k in encoder)
+    assert all(np.array_equal(after[k].numpy(), start.state[k].numpy()) for k in encoder)
+    decoder = [k for k in start.state if k.startswith("decoder.")]
+    assert any(not np.array_equal(after[k], start.state[k]) for k in decoder)
+    assert ship(load_weights(tmp_path / "run"), tmp_path / "models", "frozen", default=False)["training"][
+        "frozen_encoder"
+    ]
+
+
 def test_init_weights_of_another_architecture_is_a_one_line_error(tiny_model, tmp_path, capsys):
     from dislotrack.cli.main import main
 
