@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="video file, TIFF stack, frame folder, device (/dev/video0) or stream URL")
     p.add_argument("--model", default=None, help="ONNX model file (default: the shipped model)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="inference device")
+    p.add_argument("--flips", type=int, choices=(1, 2, 4), default=1,
+                   help="network passes per frame, mirrored, as in dislotrack process (each costs a run)")
     p.add_argument("--threshold", type=float, default=None, help="mask threshold (default: the model's)")
     p.add_argument("--follow", action="store_true", help="follow a file the camera software is still writing")
     p.add_argument("--idle-timeout", type=float, default=10.0, metavar="S",
@@ -46,6 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         source=args.source,
         model=args.model,
         device=args.device,
+        flips=args.flips,
         threshold=args.threshold,
         follow=args.follow,
         follow_idle_s=args.idle_timeout,

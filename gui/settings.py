@@ -30,12 +30,14 @@ class LiveSettings:
     ``refresh_hz``: redraws per second of the coalescing timer (the newest result only).
     ``history_points``: spacing points kept per pair; ``plot_span_s``: seconds the plot shows.
     ``in_flight``: frames being processed at once; 1 gives the lowest latency, 2 lets decoding,
-    inference and post-processing overlap.
+    inference and post-processing overlap. ``flips``: network passes per frame, as ``dislotrack
+    process --flips`` (more of each line found, at that many times the network's cost).
     """
 
     source: str
     model: str | object | None = None  # ONNX path, None (shipped), or a ready model (has .predict)
     device: str = "auto"
+    flips: int = 1
     threshold: float | None = None
     follow: bool = False
     follow_idle_s: float = 10.0
@@ -59,6 +61,8 @@ class LiveSettings:
             raise ValueError(f"follow idle timeout must be > 0, got {self.follow_idle_s}")
         if not self.plot_span_s > 0:
             raise ValueError(f"plot span must be > 0 s, got {self.plot_span_s}")
+        if self.flips not in (1, 2, 4):
+            raise ValueError(f"flips must be 1, 2 or 4, got {self.flips}")
         if self.in_flight < 1:
             raise ValueError(f"in-flight frames must be >= 1, got {self.in_flight}")
         if not self.refresh_hz > 0 or not self.stats_hz > 0:

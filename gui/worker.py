@@ -162,8 +162,8 @@ class PipelineWorker(QObject):
 
         s, source, model = self.settings, self._source, self._model
         options = ProcessOptions(
-            device=s.device, threshold=s.threshold, follow=s.follow, frame_interval_s=s.frame_interval_s,
-            batch_size=1, progress=False,
+            device=s.device, flips=s.flips, threshold=s.threshold, follow=s.follow,
+            frame_interval_s=s.frame_interval_s, batch_size=1, progress=False,
         )
         if isinstance(model, Predictor):
             info = run_info(source, model, options)
@@ -257,7 +257,7 @@ class PipelineWorker(QObject):
         """An onnxruntime session, loaded once and reused when only the threshold changes."""
         from dislotrack.runtime.pipeline import resolve_model
 
-        model = resolve_model(s.model, s.device)
+        model = resolve_model(s.model, s.device, s.flips)
         model_file = getattr(model, "model", None)  # a Predictor names its ONNX file (also the default)
         name = f"{model_file.name}" if s.model is None and model_file is not None else model_name(s.model)
         self.modelLoaded.emit(name, getattr(model, "provider", ""))

@@ -24,6 +24,7 @@ def test_live_command_parses_its_options(tmp_path):
     assert args.command == "live" and args.source == "/dev/video0"
     assert args.follow and args.threshold == 0.4 and args.record == tmp_path and args.speed == 2.0
     assert args.pace is None and build_parser().parse_args(["live", "v.mp4", "--no-pace"]).pace is False
+    assert args.flips == 1 and build_parser().parse_args(["live", "v.mp4", "--flips", "4"]).flips == 4
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:

@@ -157,3 +157,5 @@ def test_settings_validate_and_pace_only_finished_recordings(tmp_path):
         LiveSettings(str(video), threshold=1.5)
     with pytest.raises(ValueError, match="speed"):
         LiveSettings(str(video), speed=0)
+    with pytest.raises(ValueError, match="flips"):
+        LiveSettings(str(video), flips=3)

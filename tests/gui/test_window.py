@@ -242,7 +242,7 @@ def test_new_threshold_restarts_tracking_and_frames_keep_coming(qtbot, open_wind
 
 def test_a_model_file_can_be_loaded_while_running(qtbot, open_window, demo_video, truth_model, tmp_path):
     tiny = write_model(tmp_path / "tiny.onnx", metadata(n_masks=4), gain=-25.0, level=0.4)
-    window = open_window(source=str(demo_video.path), model=truth_model, speed=0.5)
+    window = open_window(source=str(demo_video.path), model=truth_model, speed=0.5, flips=2)
     qtbot.waitUntil(lambda: window.frame_refreshes >= 1, timeout=WAIT_MS)
     with qtbot.waitSignal(window.worker.modelLoaded, timeout=WAIT_MS) as loaded:
         window.load_model(tiny)
@@ -250,6 +250,7 @@ def test_a_model_file_can_be_loaded_while_running(qtbot, open_window, demo_video
     qtbot.waitUntil(lambda: window.model_label.text() == "model: tiny.onnx", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.displayed.generation == 2, timeout=WAIT_MS)
     assert window.displayed.result.provider == "CPUExecutionProvider"
+    assert window.worker._model.config.flips == 2  # the session's flip passes apply to a loaded file
 
 
 def test_a_broken_model_file_keeps_the_working_model(qtbot, open_window, demo_video, truth_model, tmp_path):
