@@ -318,7 +318,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_finetune(args: argparse.Namespace) -> int:
     from dislotrack.runtime.model import default_model_path
     from dislotrack.training.data import AugmentConfig, DataConfig
-    from dislotrack.training.evaluate import load_labelled
+    from dislotrack.training.evaluate import LABELLED_IOU_TOLERANCE_PX, load_labelled
     from dislotrack.training.export import init_record, load_weights, ship
     from dislotrack.training.finetune import finetune
 
@@ -338,6 +338,10 @@ def _run_finetune(args: argparse.Namespace) -> int:
     config = dataclasses.replace(
         _loop_config(args, data, weights.model),
         init=init_record(source, weights),
+        # the training frames are scored as `dislotrack evaluate` scores labelled frames, so the
+        # history shows how far the runtime's lines fit them (raw channels score ~0 on real frames)
+        val_lines=True,
+        val_iou_tolerance_px=LABELLED_IOU_TOLERANCE_PX,
         labelled={
             "folder": str(Path(args.labelme or args.images).resolve()),
             "frames": [f.name for f in frames],

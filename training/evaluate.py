@@ -21,6 +21,8 @@ from scipy import ndimage
 from dislotrack.runtime.sources import read_image
 from dislotrack.training.metrics import ImageScores, MetricConfig, score_masks, summarise
 
+LABELLED_IOU_TOLERANCE_PX = 2  # hand-drawn labels are thinner or wider than the model's masks
+
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -215,7 +217,9 @@ def update_card(model: str | None, key: str, figures: dict, card: str | None = N
 def run_evaluate(args) -> dict:
     """The ``dislotrack evaluate`` command: labelled frames or held-out synthetic images."""
     synthetic = args.synthetic > 0
-    tol = args.iou_tolerance if args.iou_tolerance is not None else (0 if synthetic else 2)
+    tol = args.iou_tolerance
+    if tol is None:
+        tol = 0 if synthetic else LABELLED_IOU_TOLERANCE_PX
     config = MetricConfig(iou_tolerance_px=tol, centreline_tolerance_px=args.tolerance)
     if synthetic:
         frames = synthetic_labelled(args.synthetic, args.preset, args.seed, args.size)

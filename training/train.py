@@ -23,7 +23,7 @@ import torch
 
 from dislotrack.training.data import DataConfig, Sample, collate, training_samples
 from dislotrack.training.loss import LossConfig, matched_dice_loss
-from dislotrack.training.metrics import MetricConfig, Summary, score_image, summarise
+from dislotrack.training.metrics import MetricConfig, Summary, score_image, score_masks, summarise
 from dislotrack.training.model import ModelConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,11 @@ class TrainConfig:
     ``bf16``: bfloat16 autocast with channels-last tensors for the training steps (validation stays
     float32); about 1.5-2x faster on CPUs with AMX/AVX512-BF16, slower on CPUs without them, and the
     usual choice on GPUs. ``device``: ``auto`` trains on CUDA when torch sees a GPU, else on the CPU.
-    ``freeze_encoder``: train the decoder and head only, the encoder's weights and normalisation
-    statistics kept as they were (fine-tuning on a few frames: less to overfit, no encoder gradients)."""
+    ``val_lines``: score validation images through the runtime's lines (threshold, split, join), as
+    ``dislotrack evaluate`` does, instead of the raw output channels (the papers' protocol), with
+    ``val_iou_tolerance_px`` as its IoU tolerance. ``freeze_encoder``: train the decoder and head
+    only, the encoder's weights and normalisation statistics kept as they were (fine-tuning on a few
+    frames: less to overfit, no encoder gradients)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -65,6 +68,8 @@ class TrainConfig:
     val_images: int = 32
     val_seed: int = 999_999_937
     val_size: tuple[int, int] = (256, 256)
+    val_lines: bool = False
+    val_iou_tolerance_px: int = 0
     threads: int = 2
     bf16: bool = False
     workers: int = 1
@@ -243,7 +248,9 @@ def validate(
     net: torch.nn.Module, samples: Sequence[Sample], config: TrainConfig, metric: MetricConfig | None = None
 ) -> tuple[float, Summary]:
     """Mean matched-Dice loss and the metric summary on a fixed validation set."""
-    metric = metric or MetricConfig()
+    from dislotrack.training.evaluate import runtime_masks
+
+    metric = metric or MetricConfig(iou_tolerance_px=config.val_iou_tolerance_px)
     losses, scores = [], []
     images = [img for img, _ in samples]
     for probs, (_, masks) in zip(predict_probs(net, images, config.model), samples, strict=True):
@@ -251,7 +258,10 @@ def validate(
         p = torch.from_numpy(probs[None])
         logits = torch.logit(p.clamp(1e-6, 1 - 1e-6))
         losses.append(float(matched_dice_loss(logits, truth, torch.tensor([len(masks)]), config.loss)))
-        scores.append(score_image(masks, probs, metric))
+        if config.val_lines:
+            scores.append(score_masks(masks, runtime_masks(probs, metric.threshold), metric))
+        else:
+            scores.append(score_image(masks, probs, metric))
     return float(np.mean(losses)), summarise(scores)
 
 

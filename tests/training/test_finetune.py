@@ -86,6 +86,7 @@ def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path, monkeypatc
     data = config["data"]
     assert data["synthetic_share"] == 0.5 and data["preset"] == "m2"  # the tiny model's preset
     assert config["loss"]["union_weight"] == 4.0 and config["loss"]["ignore_beyond_px"] == 12
+    assert config["val_lines"] is True and config["val_iou_tolerance_px"] == 2  # as `evaluate` scores
     assert (out / "last.pt").is_file() and (out / "history.csv").read_text().count("\n") == 2
     # the run ends with a model the runtime can use, exported from last.pt and not marked default
     card = json.loads((out / "finetuned.json").read_text())
@@ -94,3 +95,32 @@ def test_finetune_records_its_recipe_and_trains(tiny_model, tmp_path, monkeypatc
     assert training["data"]["synthetic_share"] == 0.5 and training["data"]["synthetic_images"] == 2  # of 4
     assert training["fine_tuned_on"]["frames"] == ["f0", "f1"] and training["fine_tuned_on"]["lines"] == 2
     assert training["initialised_from"]["file"] == tiny_model.with_suffix(".safetensors").name
+
+
+def test_validation_through_the_runtime_lines_credits_a_line_split_across_two_channels():
+    import torch
+
+    from dislotrack.training.model import ModelConfig
+    from dislotrack.training.train import TrainConfig, validate
+
+    class Fixed(torch.nn.Module):
+        """Logits of one horizontal line whose left third is in channel 0 and the rest in channel 1."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(()))  # predict_probs reads its device
+            self.logits = torch.full((1, 4, 64, 128), -20.0)
+            self.logits[0, 0, 30:33, 10:50] = 20.0
+            self.logits[0, 1, 30:33, 50:118] = 20.0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.logits.expand(len(x), -1, -1, -1) + 0 * self.anchor
+
+    truth = np.zeros((1, 64, 128), bool)
+    truth[0, 30:33, 10:118] = True
+    samples = [(np.full((64, 128), 0.5, np.float32), truth)]
+    config = TrainConfig(model=ModelConfig(n_masks=4))
+    _, raw = validate(Fixed(), samples, config)
+    _, lines = validate(Fixed(), samples, TrainConfig(model=ModelConfig(n_masks=4), val_lines=True))
+    assert raw.lar < 0.7  # the longer piece alone
+    assert lines.lar > 0.95  # the runtime joins the two pieces into one line
