@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from skimage.morphology import disk, skeletonize
 
@@ -76,15 +77,35 @@ def binarise(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 def _dilate(masks: np.ndarray, radius: int) -> np.ndarray:
+    """Each mask dilated by a disk of ``radius``: on its bounding box grown by the radius, which gives
+    the full-frame result at a fraction of the cost (a frame has a hundred small masks)."""
     if radius <= 0 or len(masks) == 0:
         return masks
-    return np.stack([ndimage.binary_dilation(m, structure=disk(radius)) for m in masks])
+    out = np.zeros(masks.shape, dtype=bool)
+    footprint = disk(radius)
+    h, w = masks.shape[1:]
+    for k, m in enumerate(masks):
+        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        if rows.size == 0:
+            continue
+        y0, y1 = max(rows[0] - radius, 0), min(rows[-1] + radius + 1, h)
+        x0, x1 = max(cols[0] - radius, 0), min(cols[-1] + radius + 1, w)
+        out[k, y0:y1, x0:x1] = ndimage.binary_dilation(m[y0:y1, x0:x1], structure=footprint)
+    return out
+
+
+def _pixel_sets(masks: np.ndarray) -> csr_matrix:
+    """Masks as a sparse (n, pixels) matrix of ones: lines cover a few per cent of a frame."""
+    flat = masks.reshape(len(masks), int(np.prod(masks.shape[1:])))
+    rows, cols = np.nonzero(flat)
+    return csr_matrix((np.ones(rows.size, dtype=np.float64), (rows, cols)), shape=flat.shape)
 
 
 def _pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    fa = a.reshape(len(a), int(np.prod(a.shape[1:]))).astype(np.float32)
-    fb = b.reshape(len(b), int(np.prod(b.shape[1:]))).astype(np.float32)
-    return fa @ fb.T, fa.sum(1), fb.sum(1)
+    """Pixels shared by every (a, b) pair, and each mask's pixel count (exact integers)."""
+    sa, sb = _pixel_sets(a), _pixel_sets(b)
+    inter = (sa @ sb.T).toarray()
+    return inter, np.asarray(sa.sum(axis=1)).ravel(), np.asarray(sb.sum(axis=1)).ravel()
 
 
 def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:

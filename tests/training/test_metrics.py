@@ -83,3 +83,25 @@ def test_images_without_truth_or_without_prediction():
     assert no_truth.n_true == 0 and no_truth.n_pred == 1 and no_truth.centre_pred_hit == 0
     missed = summarise([score_masks(line, empty, MetricConfig())])
     assert missed.lar == 0.0 and missed.length_metric == 0.0 and missed.centreline_recall == 0.0
+
+
+def test_box_wise_dilation_and_sparse_pair_counts_equal_the_full_frame_computation():
+    from scipy import ndimage
+    from skimage.morphology import disk
+
+    from dislotrack.training.metrics import _dilate, _pair_counts
+
+    rng = np.random.default_rng(4)
+    masks = np.zeros((6, 40, 50), bool)
+    masks[0, 0:3, 0:20] = True  # touches the top-left corner
+    masks[1, 37:40, 30:50] = True  # the bottom-right corner
+    masks[2] = rng.random((40, 50)) < 0.05  # scattered pixels across the frame
+    masks[4, 20, 25] = True  # one pixel; mask 3 stays empty
+    masks[5, 5:35, 10:13] = True
+    for radius in (1, 2, 3):
+        full = np.stack([ndimage.binary_dilation(m, structure=disk(radius)) for m in masks])
+        assert np.array_equal(_dilate(masks, radius), full)
+    inter, sa, sb = _pair_counts(masks, masks[::-1])
+    fa = masks.reshape(6, -1).astype(np.int64)
+    assert np.array_equal(inter, fa @ fa[::-1].T)
+    assert np.array_equal(sa, fa.sum(1)) and np.array_equal(sb, fa[::-1].sum(1))
