@@ -169,9 +169,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fine.add_argument("--no-export", action="store_true", help="leave the checkpoints only")
     # real labels mark only some dislocations: score the loss near them only; half the crops
-    # synthetic keep what the model knew; 1000 steps at 1e-3; the union term keeps each labelled
-    # line covered by some channel (measured in docs/training-log.md, sessions 14 to 16)
-    _add_loop_args(fine, epochs=20, steps=50, lr=1e-3, warmup=30, ignore_beyond=12, union_weight=4.0)
+    # synthetic keep what the model knew; 2000 steps at 1e-3; the union term keeps each labelled
+    # line covered by some channel (measured in docs/training-log.md, sessions 14 to 17)
+    _add_loop_args(fine, epochs=40, steps=50, lr=1e-3, warmup=30, ignore_beyond=12, union_weight=4.0)
 
     ev = subparsers.add_parser(
         "evaluate", help="score a model on labelled frames or held-out synthetic images"

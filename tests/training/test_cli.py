@@ -45,6 +45,7 @@ def test_subcommands_parse():
     assert args.ignore_beyond == 12  # real labels are partial
     assert args.synthetic_share == 0.5 and args.preset is None  # half synthetic, the model's preset
     assert args.union_weight == 4.0  # each labelled line covered by some channel
+    assert args.epochs * args.steps_per_epoch == 2000 and args.lr == 1e-3
     args = parser.parse_args(["evaluate", "--synthetic", "5"])
     assert args.synthetic == 5 and args.model is None
     with pytest.raises(SystemExit):
