@@ -57,8 +57,10 @@ def _add_loop_args(
 ) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--out", help="run folder (checkpoints, history.csv, history.png); required")
-    g.add_argument("--epochs", type=int, default=epochs)
-    g.add_argument("--steps-per-epoch", type=int, default=steps)
+    g.add_argument("--epochs", type=int, default=epochs, help="default %(default)s")
+    g.add_argument(
+        "--steps-per-epoch", type=int, default=steps, help="validation after each (default %(default)s)"
+    )
     g.add_argument("--batch-size", type=int, default=4)
     g.add_argument("--lr", type=float, default=lr)
     g.add_argument("--warmup-steps", type=int, default=warmup)
