@@ -206,6 +206,20 @@ def hardware(device: torch.device | None = None) -> str:
     return cpu
 
 
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether the CPU computes bfloat16 in hardware (AMX-BF16 or AVX512-BF16); None where
+    ``/proc/cpuinfo`` is unreadable. Without it bf16 autocast is emulated and slower than float32
+    (a 2-core Xeon with plain AVX512: 3.0 s per fine-tuning step against 1.6 s)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), None)
+    if flags is None:
+        return None
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def samples_fingerprint(samples: Sequence[Sample]) -> str:
     """Short hash of a validation set, to notice when a resumed run validates on different images."""
     import hashlib
@@ -358,6 +372,8 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
     net = build_model(config.model).to(device)
+    if config.bf16 and device.type == "cpu" and cpu_has_native_bf16() is False:
+        log.warning("--bf16 on a CPU without AMX-BF16 or AVX512-BF16: emulated, slower than float32")
     if config.bf16:
         net = net.to(memory_format=torch.channels_last)
     if init_weights is not None:

@@ -184,3 +184,18 @@ def test_learning_rate_decays_over_the_time_budget_when_it_runs_out_first():
     assert abs(lr_at(20, timed, elapsed_s=60.0) - 0.525) < 1e-9  # half of the time
     assert abs(lr_at(20, timed, elapsed_s=999.0) - 0.05) < 1e-9
     assert abs(lr_at(1000, timed, elapsed_s=1.0) - 0.05) < 1e-9  # steps ran out first
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    from dislotrack.training.train import cpu_has_native_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: Xeon\nflags\t\t: fpu sse avx512f avx512bw\n")
+    assert cpu_has_native_bf16(info) is False
+    info.write_text("model name\t: Xeon\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    assert cpu_has_native_bf16(info) is True
+    info.write_text("flags\t\t: avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16(info) is True
+    info.write_text("processor\t: 0\n")  # no flags line (not x86)
+    assert cpu_has_native_bf16(info) is None
+    assert cpu_has_native_bf16(tmp_path / "absent") is None
