@@ -95,6 +95,14 @@ def _add_loop_args(
     g.add_argument("--crop", type=_size, default=(256, 256), help="training crop, N or HxW")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
     g.add_argument(
+        "--compress",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a training image goes through JPEG at quality 70-95 (the block edges of "
+        "compressed videos) (default %(default)s)",
+    )
+    g.add_argument(
         "--freeze-encoder",
         action="store_true",
         help="train the decoder and head only; the encoder keeps its weights and batch-norm statistics",
@@ -283,7 +291,7 @@ def _loop_config(args: argparse.Namespace, data, model):
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from dislotrack.training.data import AugmentConfig, DataConfig
+    from dislotrack.training.data import DataConfig
     from dislotrack.training.model import ModelConfig
     from dislotrack.training.train import train
 
@@ -300,7 +308,7 @@ def _run_train(args: argparse.Namespace) -> int:
         crop=args.crop,
         crops_per_image=args.crops_per_image,
         max_masks=args.n_masks,
-        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
+        augment=_augment(args),
     )
     config = _loop_config(args, data, model)
     init = None
@@ -317,9 +325,15 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _augment(args: argparse.Namespace):
+    from dislotrack.training.data import AugmentConfig
+
+    return AugmentConfig.off() if args.no_augment else AugmentConfig(compress_prob=args.compress)
+
+
 def _run_finetune(args: argparse.Namespace) -> int:
     from dislotrack.runtime.model import default_model_path
-    from dislotrack.training.data import AugmentConfig, DataConfig
+    from dislotrack.training.data import DataConfig
     from dislotrack.training.evaluate import LABELLED_IOU_TOLERANCE_PX, load_labelled
     from dislotrack.training.export import init_record, load_weights, ship
     from dislotrack.training.finetune import finetune
@@ -334,7 +348,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         crop=args.crop,
         crops_per_image=1,
         max_masks=weights.model.n_masks,
-        augment=AugmentConfig.off() if args.no_augment else AugmentConfig(),
+        augment=_augment(args),
         synthetic_share=args.synthetic_share,
     )
     config = dataclasses.replace(

@@ -25,6 +25,13 @@ def test_subcommands_parse():
     assert args.crop == (128, 128) and args.matching == "greedy" and args.action is None
     assert args.ignore_beyond == 0 and args.local_contrast == 0.0  # synthetic labels are complete
     assert args.union_weight == 0.0  # the paper's loss
+    assert args.compress == 0.0
+    from dislotrack.training.cli import _augment
+
+    squeezed = parser.parse_args(["train", "--out", "r", "--compress", "0.5"])
+    assert _augment(squeezed).compress_prob == 0.5
+    squeezed.no_augment = True
+    assert _augment(squeezed).compress_prob == 0.0
     args = parser.parse_args(
         [
             "train",

@@ -155,3 +155,30 @@ def test_configs_saved_before_blur_existed_resume_without_it():
     del saved["data"]["augment"]["blur_prob"], saved["data"]["augment"]["blur_sigma"]
     assert TrainConfig.from_dict(saved).data.augment.blur_prob == 0.0
     assert TrainConfig.from_dict(TrainConfig().to_dict()).data.augment == AugmentConfig()
+
+
+def _block_edge_ratio(image: np.ndarray) -> float:
+    """Mean |horizontal step| across 8-px block borders over that inside blocks (1: no blocks)."""
+    d = np.abs(np.diff(image, axis=1))
+    border = (np.arange(d.shape[1]) % 8) == 7
+    return float(d[:, border].mean() / d[:, ~border].mean())
+
+
+def test_compression_adds_the_block_edges_of_recorded_video_and_only_when_asked():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    image = np.clip(0.5 + rng.normal(0, 0.05, (128, 128)), 0, 1).astype(np.float32)
+    off = AugmentConfig.off()
+    on = replace(off, compress_prob=1.0, compress_quality=(50, 50))
+    assert _block_edge_ratio(photometric(image, np.random.default_rng(1), off)) < 1.03
+    squeezed = photometric(image, np.random.default_rng(1), on)
+    assert _block_edge_ratio(squeezed) > 1.1
+    assert squeezed.dtype == np.float32 and squeezed.shape == image.shape
+    assert 0.0 <= squeezed.min() and squeezed.max() <= 1.0
+    assert np.abs(squeezed - image).mean() < 0.05  # a lossy copy of the same image
+    # off by default, and then no random draw: the streams of runs before it are unchanged
+    assert AugmentConfig().compress_prob == 0.0
+    a = photometric(image, np.random.default_rng(2), AugmentConfig())
+    b = photometric(image, np.random.default_rng(2), replace(AugmentConfig(), compress_quality=(5, 5)))
+    assert np.array_equal(a, b)
