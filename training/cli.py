@@ -140,6 +140,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--val-images", type=int, default=32, help="held-out synthetic validation images")
     g.add_argument("--val-size", type=_size, default=(256, 256))
     g.add_argument("--val-seed", type=int, default=999_999_937, help="never used for training")
+    g.add_argument(
+        "--val-lines",
+        action="store_true",
+        help="validate (and keep best.pt) by the runtime's lines, the figures `dislotrack evaluate` and "
+        "the model card report, instead of the raw output channels (the papers' protocol)",
+    )
     train.add_argument(
         "--init",
         default=None,
@@ -283,7 +289,12 @@ def _loop_config(args: argparse.Namespace, data, model):
         freeze_encoder=args.freeze_encoder,
         out_dir=args.out,
         **(
-            {"val_images": args.val_images, "val_size": args.val_size, "val_seed": args.val_seed}
+            {
+                "val_images": args.val_images,
+                "val_size": args.val_size,
+                "val_seed": args.val_seed,
+                "val_lines": args.val_lines,
+            }
             if hasattr(args, "val_images")
             else {}
         ),

@@ -84,3 +84,16 @@ def test_every_flips_option_offers_exactly_the_passes_inference_knows():
     assert {"process", "demo", "evaluate"} <= offered.keys()
     for name, choices in offered.items():
         assert tuple(choices) == tuple(FLIP_AXES), name
+
+
+@pytest.mark.train
+def test_validation_by_the_runtimes_lines_is_a_train_option():
+    from dislotrack.cli.main import build_parser
+    from dislotrack.training.cli import _loop_config
+    from dislotrack.training.data import DataConfig
+    from dislotrack.training.model import ModelConfig
+
+    parser = build_parser()
+    for argv, by_lines in ((["train", "--out", "r"], False), (["train", "--out", "r", "--val-lines"], True)):
+        config = _loop_config(parser.parse_args(argv), DataConfig(), ModelConfig())
+        assert config.val_lines is by_lines and config.val_iou_tolerance_px == 0  # synthetic: exact
