@@ -4,7 +4,8 @@
 # shipped one continued, or from scratch with MN_INIT=none; alone on the GPU with R50=0); export the
 # resnet50 and score it (held-out synthetic m2, real labelled frames when given); time the runtime
 # pipeline with both networks on the GPU. Every stage has a time guard so that the outputs come back
-# even when a stage runs long.
+# even when a stage runs long. Both runs keep best.pt by the runtime's lines (`train --val-lines`), the
+# figures the card reports (session 18: the raw channels picked an epoch 0.04 worse by them).
 #
 #   OUT=dir [MINUTES=5] [REAL=path/to/labelled] scripts/gpu_session.sh
 #
@@ -64,7 +65,7 @@ r50=
 [ "$R50" = 0 ] || timeout -k 15 "$kill_after" $DT train --device "$DEVICE" --encoder resnet50 --decoder-channels 256,128,64,32,16 \
     --local-contrast 24 --preset "$PRESETS" --crop "$R50_CROP" --gen-size 512 --batch-size "$R50_BATCH" \
     --lr 1e-3 --warmup-steps 100 --epochs 1000 --steps-per-epoch "$R50_STEPS" --bf16 --threads 2 \
-    --workers "$R50_WORKERS" --max-minutes "$MINUTES" --val-size "$R50_VAL" --seed 50 \
+    --workers "$R50_WORKERS" --max-minutes "$MINUTES" --val-size "$R50_VAL" --val-lines --seed 50 \
     --out "$WORK/r50" > "$WORK/r50-train.log" 2>&1 &
 [ "$R50" = 0 ] || r50=$!
 case "$MN_INIT" in
@@ -75,7 +76,7 @@ esac
 timeout -k 15 "$kill_after" $DT train --device "$DEVICE" "${mn_init[@]}" --decoder-channels 128,64,32,16,16 \
     --local-contrast 24 --preset "$PRESETS" --crop "$MN_CROP" --gen-size 512 --crops-per-image "$MN_CROPS" \
     --batch-size "$MN_BATCH" --lr "$MN_LR" --warmup-steps 50 --epochs 1000 --steps-per-epoch "$MN_STEPS" --bf16 \
-    --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --val-size "$MN_VAL" --seed 51 \
+    --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --val-size "$MN_VAL" --val-lines --seed 51 \
     --out "$WORK/mnv2" > "$WORK/mnv2-train.log" 2>&1 &
 mn=$!
 [ -n "$r50" ] && { wait $r50; stamp "resnet50 training exit $?"; tail -n 3 "$WORK/r50-train.log"; }
