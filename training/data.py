@@ -160,9 +160,10 @@ def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
 
     from PIL import Image
 
+    from dislotrack.runtime.synth.dataset import to_uint8
+
     buf = io.BytesIO()
-    frame = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    Image.fromarray(frame).save(buf, "JPEG", quality=quality)
+    Image.fromarray(to_uint8(image)).save(buf, "JPEG", quality=quality)
     buf.seek(0)
     return np.asarray(Image.open(buf), dtype=np.float32) / 255.0
 
