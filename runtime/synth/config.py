@@ -116,6 +116,12 @@ class DistractorConfig:
     tangle_length: Range = (15.0, 70.0)
     tangle_thickness: Range = (1.0, 2.5)  # one width for all segments of an image
     tangle_darkness: Range = (0.1, 0.4)
+    # Slip-band shading: on real frames a dense pile-up often lies in a strip darker than its
+    # surroundings, bounded by its two slip traces (tanaka-8um frames 140-300).
+    band_prob: float = 0.0  # chance that the strip between a pile-up's traces is shaded
+    band_darkness: Range = (0.1, 0.45)  # fractional darkening inside the strip
+    band_softness: Range = (2.0, 12.0)  # edge width across the traces (px); 3x that along them
+    band_margin: Range = (20.0, 150.0)  # the shading runs this far beyond the pile-up's end lines (px)
 
 
 @dataclass(frozen=True)
@@ -292,6 +298,9 @@ _NON_NEGATIVE = {
     "tangle_darkness",
     "min_separation",
     "darkness_floor",
+    "band_darkness",
+    "band_softness",
+    "band_margin",
 }
 _POSITIVE = {
     "label_width",
@@ -313,6 +322,7 @@ _POSITIVE = {
     "tangle_radius",
     "tangle_length",
     "tangle_thickness",
+    "band_softness",
 }
 _UNIT = {
     "wp",
@@ -323,6 +333,7 @@ _UNIT = {
     "defocus_darkness",
     "trace_prob",
     "trace_double_prob",
+    "band_prob",
     "margin",
     "darkness",
     "darkness_variation",
@@ -335,6 +346,7 @@ _UNIT = {
     "vignette",
     "bend",
     "tangle_darkness",
+    "band_darkness",
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dislotrack.runtime.synth.config import BackgroundConfig, LineStyleConfig, SynthConfig
+from dislotrack.runtime.synth.config import BackgroundConfig, DistractorConfig, LineStyleConfig, SynthConfig
 from dislotrack.runtime.synth.perlin import perlin
 from dislotrack.runtime.synth.render import (
     LineRaster,
@@ -517,7 +517,47 @@ def sample_distractors(
                 {"points": [[round(v, 3) for v in p] for p in pts], "darkness": _u(rng, dc.tangle_darkness)}
             )
         tangles.append({"thickness": _u(rng, dc.tangle_thickness), "segments": segs})
-    return {"traces": tr, "boundaries": bd, "dots": dots, "tangles": tangles}
+    out = {"traces": tr, "boundaries": bd, "dots": dots, "tangles": tangles}
+    if dc.band_prob > 0:  # drawn last and only when asked, so other presets keep their samples
+        out["slip_bands"] = [slip_band(dc, pu, rng) for pu in pileups if rng.random() < dc.band_prob]
+    return out
+
+
+def slip_band(dc: DistractorConfig, pu: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """The shaded strip between a pile-up's traces, from its first to its last line plus a margin."""
+    c, t, _ = trace_frame(pu)
+    d = pu["slip_width"]
+    reach = abs(d * math.tan(math.radians(pu["line_angle_deg"]))) / 2
+    reach += max(abs(line["bow"]) for line in pu["lines"]) * d
+    pos = pu["positions"]
+    return {
+        "center": [float(c[0]), float(c[1])],
+        "dir": [float(t[0]), float(t[1])],
+        "half_width": d / 2,
+        "start": float(min(pos) - reach - _u(rng, dc.band_margin)),
+        "end": float(max(pos) + reach + _u(rng, dc.band_margin)),
+        "darkness": _u(rng, dc.band_darkness),
+        "softness": _u(rng, dc.band_softness),
+    }
+
+
+def draw_slip_band(img: np.ndarray, band: dict[str, Any], offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Multiply ``img`` by 1 - darkness inside the band, with tanh edges (softer along the traces)."""
+    h, w = img.shape
+    tx, ty = band["dir"]
+    cx, cy = band["center"][0] + offset[0], band["center"][1] + offset[1]
+    xs = np.arange(w, dtype=np.float32) - np.float32(cx)
+    ys = np.arange(h, dtype=np.float32) - np.float32(cy)
+    s = np.float32(band["softness"])
+    along = np.add.outer(ys * np.float32(ty), xs * np.float32(tx))
+    across = np.abs(np.add.outer(ys * np.float32(tx), xs * np.float32(-ty)))
+    inside = np.tanh((np.float32(band["half_width"]) - across) / s)
+    inside += 1
+    inside *= np.tanh((along - np.float32(band["start"])) / (3 * s)) + 1
+    inside *= np.tanh((np.float32(band["end"]) - along) / (3 * s)) + 1
+    inside *= np.float32(-band["darkness"] / 8)
+    inside += 1
+    img *= inside
 
 
 def _beziers(ctrl: np.ndarray, step: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -572,6 +612,8 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
     dots = d["dots"]
     for (cx, cy), rad, dark in zip(dots["centers"], dots["radii"], dots["darkness"], strict=True):
         draw_spot(img, cx + ox, cy + oy, rad, dark)
+    for band in d.get("slip_bands", []):
+        draw_slip_band(img, band, offset)
     for t in d.get("tangles", []):
         if not t["segments"]:
             continue

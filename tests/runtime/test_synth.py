@@ -37,7 +37,7 @@ def _on_border(pt: np.ndarray, shape: tuple[int, int], tol: float = 1e-6) -> boo
     return min(pt[0], pt[1], w - 1 - pt[0], h - 1 - pt[1]) <= tol
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band"])
 def test_presets_are_shipped_data(preset: str) -> None:
     assert preset in list_presets()
     cfg = load_preset(preset)
@@ -45,7 +45,7 @@ def test_presets_are_shipped_data(preset: str) -> None:
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band"])
 def test_sample_contract(preset: str) -> None:
     for seed in SEEDS:
         s = generate(preset, seed=seed, size=SIZE)
@@ -70,7 +70,7 @@ def test_default_size_and_m2_counts() -> None:
     assert max(counts) > 4, "m2 should produce several pile-ups' worth of lines"
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band"])
 def test_regenerate_is_bit_identical(preset: str, tmp_path) -> None:
     s = generate(preset, seed=11, size=SIZE, dots=(5, 10))
     path = tmp_path / "sample.json"
@@ -403,6 +403,7 @@ def test_blur_matches_scipy(sigma: float) -> None:
 
 def test_dense_preset_draws_longer_pileups_than_m2() -> None:
     """m2-dense exists for pile-ups of 8-20 lines as filmed; m2 draws at most 8 per pile-up."""
+
     def per_pileup(preset: str) -> list[int]:
         counts = []
         for k in range(8):
@@ -412,3 +413,55 @@ def test_dense_preset_draws_longer_pileups_than_m2() -> None:
 
     assert max(per_pileup("m2")) <= 8 < max(per_pileup("m2-dense"))
     assert np.median(per_pileup("m2-dense")) > np.median(per_pileup("m2"))
+
+
+def test_a_slip_band_darkens_the_strip_between_its_traces_only() -> None:
+    """band_prob = 1 shades each pile-up's strip: darker between the traces near the pile-up, the
+    same far from it, and the labels do not change; band_prob = 0 draws nothing (old records hold)."""
+    plain = dict(bend=0.0, tangles=(0, 0), n=(1, 1), extra_traces=(0, 0), trace_prob=0.0, dots=(0, 0))
+    base = generate("m2-tem", seed=3, size=(256, 256), **plain)
+    band = generate(
+        "m2-tem",
+        seed=3,
+        size=(256, 256),
+        band_prob=1.0,
+        band_darkness=(0.4, 0.4),
+        band_softness=(2.0, 2.0),
+        **plain,
+    )
+    assert "slip_bands" not in base.params["sampled"]["distractors"]
+    (b,) = band.params["sampled"]["distractors"]["slip_bands"]
+    assert np.array_equal(band.masks, base.masks) and np.array_equal(band.labels, base.labels)
+    yy, xx = np.mgrid[0:256, 0:256]
+    dx, dy = xx - b["center"][0], yy - b["center"][1]
+    tx, ty = b["dir"]
+    along, across = dx * tx + dy * ty, np.abs(dx * -ty + dy * tx)
+    lines = band.masks.any(0)
+    inside = (across < b["half_width"] - 8) & (along > b["start"] + 24) & (along < b["end"] - 24) & ~lines
+    outside = ((across > b["half_width"] + 8) | (along < b["start"] - 24) | (along > b["end"] + 24)) & ~lines
+    assert inside.sum() > 500 and outside.sum() > 500
+    ratio = band.image / np.maximum(base.image, 1e-6)
+    assert np.median(ratio[inside]) == pytest.approx(0.6, abs=0.03)
+    assert np.median(ratio[outside]) == pytest.approx(1.0, abs=0.01)
+    assert regenerate(band.params).image.tobytes() == band.image.tobytes()
+
+
+def test_a_slip_band_moves_with_the_canvas_offset() -> None:
+    """Videos draw distractors on a padded canvas with an offset: the band moves by that offset."""
+    from dislotrack.runtime.synth.scene import draw_slip_band
+
+    band = {
+        "center": [40.0, 30.0],
+        "dir": [0.6, 0.8],
+        "half_width": 12.0,
+        "start": -40.0,
+        "end": 40.0,
+        "darkness": 0.3,
+        "softness": 3.0,
+    }
+    a = np.ones((80, 90), np.float32)
+    b = np.ones((80, 90), np.float32)
+    draw_slip_band(a, band)
+    draw_slip_band(b, band, offset=(7.0, 5.0))
+    np.testing.assert_allclose(b[5:, 7:], a[:-5, :-7], atol=1e-6)
+    assert a.min() == pytest.approx(0.7, abs=1e-3) and a.max() <= 1.0
