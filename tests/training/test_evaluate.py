@@ -78,10 +78,25 @@ def test_evaluate_scores_labelled_frames_and_updates_the_card(tiny_model, tmp_pa
     card = json.loads(tiny_model.with_suffix(".json").read_text())
     figures = card["metrics"]["test_frames"]
     assert figures["n_images"] == 2 and figures["data"]["first_image"] == "img_001"
+    assert figures["data"]["frames_with_repeated_labels"] == 0
     for key in ("centreline_recall", "instance_recall", "lar", "length_metric"):
         assert np.isnan(figures[key]) or 0.0 <= figures[key] <= 1.0
     assert len(per_image.read_text().strip().splitlines()) == 3
     assert card["sha256"] == figures["sha256"]
+
+
+def test_frames_whose_labels_repeat_an_earlier_frame_are_named():
+    from dislotrack.training.evaluate import Labelled, repeated_labels
+
+    image = np.zeros((20, 30), np.uint8)
+    a, b = np.zeros((1, 20, 30), bool), np.zeros((2, 20, 30), bool)
+    a[0, 5, 2:28] = True
+    b[0, 12, 2:28] = True
+    b[1, 5, 2:28] = True
+    frames = [Labelled("f0", image, a), Labelled("f1", image + 1, b), Labelled("f2", image + 2, a.copy())]
+    frames.append(Labelled("f3", image, b[::-1].copy()))  # the same pixels, instances in another order
+    assert repeated_labels(frames) == {"f2": "f0", "f3": "f1"}
+    assert repeated_labels(frames[:2]) == {}
 
 
 def test_runtime_masks_removes_duplicate_channels():
