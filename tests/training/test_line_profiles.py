@@ -68,3 +68,33 @@ def test_summary_prints_quartiles_of_each_figure(profiles) -> None:
     text = profiles.summary("test", rows)
     assert text.splitlines()[0] == "test: 3 lines"
     assert [ln.split()[0] for ln in text.splitlines()[1:]] == ["width_px", "depth", "cnr", "local"]
+
+
+def test_a_label_on_its_line_scores_as_found(profiles) -> None:
+    (row,) = profiles.alignments([_frame(4.0, 0.3)], profiles.MetricConfig(iou_tolerance_px=2))
+    assert abs(row.offsets_px[0]) <= 0.5
+    assert row.drawn.lar[0] > 0.95 and row.snapped.lar[0] > 0.95
+    assert row.same_mask_as is None
+
+
+def test_a_label_beside_its_line_cannot_be_matched_by_the_line(profiles) -> None:
+    frame = _frame(4.0, 0.3, label_shift=4.0)
+    (row,) = profiles.alignments([frame], profiles.MetricConfig(iou_tolerance_px=2))
+    assert 3.0 <= abs(row.offsets_px[0]) <= 5.0
+    assert row.drawn.lar[0] > 0.95  # the redrawn label still matches itself
+    assert row.snapped.lar[0] == 0.0  # a line drawn on the dark core fails IoU >= 0.5 against it
+
+
+def test_copied_masks_are_named_and_the_report_groups_frames_by_number(profiles) -> None:
+    first, other = _frame(4.0, 0.3), _frame(5.0, 0.2)
+    frames = [
+        profiles.Labelled("video_img_000", first.image, first.masks),
+        profiles.Labelled("video_img_010", other.image, first.masks),
+        profiles.Labelled("video_img_020", other.image, other.masks[:, ::-1]),
+    ]
+    rows = profiles.alignments(frames, profiles.MetricConfig(iou_tolerance_px=2))
+    assert [r.same_mask_as for r in rows] == [None, "video_img_000", None]
+    text = profiles.alignment_report(rows, profiles.parse_groups("0-10, 20"))
+    summary_lines = [ln for ln in text.splitlines() if ": " in ln and "frames" in ln]
+    assert [ln.split(":")[0] for ln in summary_lines] == ["all", "0-10", "20-20"]
+    assert "2 frames (1 repeat an earlier frame's mask)" in summary_lines[1]
