@@ -35,6 +35,7 @@ from scipy import ndimage
 from dislotrack.runtime.inference import max_value
 from dislotrack.runtime.lines import fit_lines, skeleton_path
 from dislotrack.training.evaluate import (
+    LABELLED_IOU_TOLERANCE_PX,
     Labelled,
     load_mask_folder,
     polyline_mask,
@@ -218,8 +219,7 @@ def alignment_report(rows: list[Alignment], groups: list[tuple[int, int]]) -> st
         off = np.abs(np.array(r.offsets_px)) if r.offsets_px else np.array([np.nan])
         lines.append(
             f"{r.name[-8:]:>8s} {r.lines:5d} {np.median(off):11.1f} {np.mean(off >= OFF_CORE_PX):6.2f} "
-            f"{np.mean(r.drawn.lar) if r.drawn.lar else np.nan:9.3f} "
-            f"{np.mean(r.snapped.lar) if r.snapped.lar else np.nan:12.3f}  {r.same_mask_as or ''}"
+            f"{summarise([r.drawn]).lar:9.3f} {summarise([r.snapped]).lar:12.3f}  {r.same_mask_as or ''}"
         )
     chosen = [("all", rows)] + [
         (f"{lo}-{hi}", [r for r in rows if (n := frame_number(r.name)) is not None and lo <= n <= hi])
@@ -270,7 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, nargs=2, default=(362, 700), metavar=("H", "W"))
     ap.add_argument("--alignment", action="store_true", help="also report whether labels lie on the lines")
     ap.add_argument("--groups", default="", help="frame-number ranges for --alignment, e.g. 0-130,140-300")
-    ap.add_argument("--iou-tolerance", type=int, default=2, help="as dislotrack evaluate on labelled frames")
+    ap.add_argument(
+        "--iou-tolerance",
+        type=int,
+        default=LABELLED_IOU_TOLERANCE_PX,
+        help="as dislotrack evaluate on labelled frames",
+    )
     args = ap.parse_args(argv)
     config = MetricConfig(iou_tolerance_px=args.iou_tolerance)
 

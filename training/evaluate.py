@@ -137,7 +137,7 @@ def repeated_labels(frames: list[Labelled]) -> dict[str, str]:
     seen: dict[bytes, str] = {}
     out = {}
     for f in frames:
-        union = np.any(f.masks, axis=0) if len(f.masks) else np.zeros(f.image.shape[:2], dtype=bool)
+        union = np.any(f.masks, axis=0)  # (H, W) for frames with no label too: masks are (n, H, W)
         key = repr(union.shape).encode() + np.packbits(union).tobytes()
         if key in seen:
             out[f.name] = seen[key]
