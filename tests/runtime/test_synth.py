@@ -37,7 +37,7 @@ def _on_border(pt: np.ndarray, shape: tuple[int, int], tol: float = 1e-6) -> boo
     return min(pt[0], pt[1], w - 1 - pt[0], h - 1 - pt[1]) <= tol
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band", "m2-trace"])
 def test_presets_are_shipped_data(preset: str) -> None:
     assert preset in list_presets()
     cfg = load_preset(preset)
@@ -45,7 +45,7 @@ def test_presets_are_shipped_data(preset: str) -> None:
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band", "m2-trace"])
 def test_sample_contract(preset: str) -> None:
     for seed in SEEDS:
         s = generate(preset, seed=seed, size=SIZE)
@@ -70,7 +70,7 @@ def test_default_size_and_m2_counts() -> None:
     assert max(counts) > 4, "m2 should produce several pile-ups' worth of lines"
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band"])
+@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band", "m2-trace"])
 def test_regenerate_is_bit_identical(preset: str, tmp_path) -> None:
     s = generate(preset, seed=11, size=SIZE, dots=(5, 10))
     path = tmp_path / "sample.json"
