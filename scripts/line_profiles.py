@@ -17,23 +17,29 @@ from the darkest point beside it, and what a model that draws every labelled lin
 dark core would score against these labels (``dislotrack evaluate``'s metrics and IoU tolerance).
 That score is the most any model can reach on frames whose labels are off the lines.
 
+``--straight MODEL`` measures, on the frames with their own labels, what the model marks that hand
+labels never do: long, straight detections that keep clear of every label (the video's slip traces),
+so that the generator's traces can be drawn like them.
+
 Usage:
 
     python scripts/line_profiles.py --images DIR --masks DIR [--preset m2 --synthetic 60]
     python scripts/line_profiles.py --images DIR --masks DIR --synthetic 0 --alignment [--groups 0-9,10-99]
+    python scripts/line_profiles.py --images DIR --masks DIR --synthetic 0 --straight MODEL.onnx
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from dislotrack.runtime.inference import max_value
-from dislotrack.runtime.lines import fit_lines, skeleton_path
+from dislotrack.runtime.lines import extract_lines, fit_lines, skeleton_path
+from dislotrack.runtime.results import Line
 from dislotrack.training.evaluate import (
     LABELLED_IOU_TOLERANCE_PX,
     Labelled,
@@ -52,6 +58,9 @@ INNER = slice(5, 45)  # of the 50 spline points: leave out the ends, where the l
 SEARCH_PX = 6.0  # alignment: look this far either side of a label for the line's dark core
 LABEL_WIDTH_PX = 3  # alignment: width of redrawn labels (tanaka-8um's hand labels: about 3.1 px)
 OFF_CORE_PX = 3.0  # a core this far from its label fails IoU >= 0.5 at the 2 px tolerance
+STRAIGHT_MIN_PX = 80.0  # --straight: a slip trace crosses much of the frame
+STRAIGHT_CHORD = 0.97  # --straight: end-to-end distance over length (1: a straight line)
+STRAIGHT_CLEAR_PX = 8.0  # --straight: every point this far from any label (beyond a pile-up neighbour)
 
 
 @dataclass(frozen=True)
@@ -249,6 +258,37 @@ def parse_groups(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def straight_unlabelled(lines: Sequence[Line], labelled: np.ndarray) -> list[int]:
+    """Indices of the long, straight lines whose every point keeps clear of the labelled pixels."""
+    clear = ndimage.distance_transform_edt(~labelled) if labelled.any() else np.full(labelled.shape, np.inf)
+    out = []
+    for k, line in enumerate(lines):
+        pts = line.points
+        chord = float(np.hypot(*(pts[-1] - pts[0])))
+        if line.length_px < STRAIGHT_MIN_PX or chord < STRAIGHT_CHORD * line.length_px:
+            continue
+        x = np.clip(np.round(pts[:, 0]).astype(int), 0, labelled.shape[1] - 1)
+        y = np.clip(np.round(pts[:, 1]).astype(int), 0, labelled.shape[0] - 1)
+        if clear[y, x].min() > STRAIGHT_CLEAR_PX:
+            out.append(k)
+    return out
+
+
+def straight_detections(model: str, frames: list[Labelled]) -> list[Labelled]:
+    """The frames with the model's long straight unlabelled detections as their masks (pixels of
+    each detection's mask pieces), for ``line_profiles`` to measure; frames without one are left out."""
+    from dislotrack.runtime.inference import InferenceConfig, Predictor
+
+    predictor = Predictor(model, InferenceConfig(device="cpu"))
+    out = []
+    for f in frames:
+        lines, labels = extract_lines(predictor.predict(f.image[None])[0], predictor.threshold)
+        keep = np.array(straight_unlabelled(lines, np.any(f.masks, axis=0)), dtype=np.int64)
+        if keep.size:
+            out.append(Labelled(f.name, f.image, labels[None] == keep[:, None, None] + 1))
+    return out
+
+
 def summary(name: str, profiles: Iterable[Profile]) -> str:
     rows = list(profiles)
     parts = [f"{name}: {len(rows)} lines"]
@@ -271,6 +311,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--alignment", action="store_true", help="also report whether labels lie on the lines")
     ap.add_argument("--groups", default="", help="frame-number ranges for --alignment, e.g. 0-130,140-300")
     ap.add_argument(
+        "--straight",
+        metavar="MODEL",
+        help="also measure this model's long straight detections clear of every label (slip traces)",
+    )
+    ap.add_argument(
         "--iou-tolerance",
         type=int,
         default=LABELLED_IOU_TOLERANCE_PX,
@@ -287,7 +332,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.images and args.masks:
         from pathlib import Path
 
-        report(f"labelled frames {args.images}", load_mask_folder(Path(args.images), Path(args.masks)))
+        frames = load_mask_folder(Path(args.images), Path(args.masks))
+        report(f"labelled frames {args.images}", frames)
+        if args.straight:
+            copies = repeated_labels(frames)
+            own = [f for f in frames if f.name not in copies]
+            found = straight_detections(args.straight, own)
+            name = f"long straight unlabelled detections of {Path(args.straight).name} on {len(own)} frames"
+            print(summary(name, (p for f in found for p in line_profiles(f))))
     if args.synthetic:  # synthetic labels lie on their lines: what --alignment reports there is its own error
         frames = list(synthetic_labelled(args.synthetic, args.preset, args.seed, tuple(args.size)))
         report(f"synthetic {args.preset} (seed {args.seed})", frames)

@@ -98,3 +98,25 @@ def test_copied_masks_are_named_and_the_report_groups_frames_by_number(profiles)
     summary_lines = [ln for ln in text.splitlines() if ": " in ln and "frames" in ln]
     assert [ln.split(":")[0] for ln in summary_lines] == ["all", "0-10", "20-20"]
     assert "2 frames (1 repeat an earlier frame's mask)" in summary_lines[1]
+
+
+def test_straight_detections_clear_of_labels_are_picked(profiles) -> None:
+    from dislotrack.runtime.results import N_POINTS, Line
+
+    t = np.linspace(0.0, 1.0, N_POINTS)[:, None]
+
+    def line(x0: float, y0: float, x1: float, y1: float, bow: float = 0.0) -> Line:
+        pts = (1 - t) * np.array([x0, y0]) + t * np.array([x1, y1])
+        pts[:, 1] += bow * np.sin(np.pi * t[:, 0])
+        return Line(pts, float(np.sum(np.hypot(*np.diff(pts, axis=0).T))), 0.9)
+
+    labelled = np.zeros(SHAPE, dtype=bool)
+    labelled[100:104, 10:150] = True
+    lines = [
+        line(5, 10, 150, 20),  # long, straight, clear of the label: a slip trace
+        line(5, 94, 150, 94),  # as long and straight, but 6 px from the label
+        line(5, 40, 150, 40, bow=25.0),  # clear but bowed
+        line(5, 60, 60, 60),  # clear and straight but short
+    ]
+    assert profiles.straight_unlabelled(lines, labelled) == [0]
+    assert profiles.straight_unlabelled(lines, np.zeros(SHAPE, dtype=bool)) == [0, 1]
