@@ -32,11 +32,13 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 
 @dataclass(frozen=True)
 class Labelled:
-    """One labelled frame: the image as decoded (grey) and its true instance masks (n, H, W)."""
+    """One labelled frame: the image as decoded (grey) and its true instance masks (n, H, W); synthetic
+    frames also carry where their distractors run (``SynthSample.distractor_axes``)."""
 
     name: str
     image: np.ndarray
     masks: np.ndarray
+    distractors: dict[str, np.ndarray] | None = None
 
 
 def mask_instances(mask: np.ndarray, min_px: int = 20) -> np.ndarray:
@@ -126,7 +128,9 @@ def synthetic_labelled(n: int, preset: str, seed: int, size: tuple[int, int]) ->
     stream = iter_samples(preset=preset, seed=seed, size=size)
     for i in range(n):
         s = next(stream)
-        yield Labelled(f"{preset}-{seed}-{i}", s.image.astype(np.float32), s.masks.astype(bool))
+        yield Labelled(
+            f"{preset}-{seed}-{i}", s.image.astype(np.float32), s.masks.astype(bool), s.distractor_axes()
+        )
 
 
 def repeated_labels(frames: list[Labelled]) -> dict[str, str]:
@@ -190,11 +194,12 @@ def score_frames(
         probs = predictor.predict(f.image[None])[0]
         threshold = predictor.threshold
         pred = binarise(probs, threshold) if raw_masks else runtime_masks(probs, threshold, lines)
-        s = score_masks(f.masks, pred, config)
+        s = score_masks(f.masks, pred, config, f.distractors)
         scores.append(s)
         if per_image is not None:
             one = summarise([s]).to_dict()
-            per_image.append({"image": f.name, **one})
+            marked = one.pop("distractors_marked", {})
+            per_image.append({"image": f.name, **one, **{f"{k}_marked": v for k, v in marked.items()}})
     return {
         "model": str(predictor.model.path),
         "sha256": predictor.model.sha256,

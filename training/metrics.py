@@ -8,13 +8,16 @@
   capped at 1; 0 when unmatched; mean over true masks;
 * instance recall: fraction of true masks with an IoU ≥ 0.5 partner;
 * centreline recall / precision: fraction of true (predicted) skeleton pixels within a tolerance of
-  the predicted (true) skeleton — robust to masks that differ in width.
+  the predicted (true) skeleton — robust to masks that differ in width;
+* distractors marked (synthetic images, whose slip traces, tangles and grain boundaries are known):
+  per kind, the fraction of its axis pixels away from every true line that lie within the same
+  tolerance of the predicted skeleton — what precision misses when a model marks what it must not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -153,18 +156,39 @@ def length_aware_recall(truth: np.ndarray, pred: np.ndarray, config: MetricConfi
     return scores, len(pairs)
 
 
+def _distance_to_skeleton(masks: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The skeleton of the masks' union and every pixel's distance to it (inf when it is empty)."""
+    sk = skeleton(masks.any(0)) if len(masks) else np.zeros(shape, bool)
+    return sk, ndimage.distance_transform_edt(~sk) if sk.any() else np.full(shape, np.inf)
+
+
 def centreline_recall_precision(
     truth: np.ndarray, pred: np.ndarray, tolerance_px: float
 ) -> tuple[int, int, int, int]:
     """(true skeleton px near prediction, true skeleton px, predicted px near truth, predicted px)."""
     shape = truth.shape[1:] if truth.ndim == 3 else pred.shape[1:]
-    st = skeleton(truth.any(0)) if len(truth) else np.zeros(shape, bool)
-    sp = skeleton(pred.any(0)) if len(pred) else np.zeros(shape, bool)
-    dist_to_pred = ndimage.distance_transform_edt(~sp) if sp.any() else np.full(shape, np.inf)
-    dist_to_true = ndimage.distance_transform_edt(~st) if st.any() else np.full(shape, np.inf)
+    st, dist_to_true = _distance_to_skeleton(truth, shape)
+    sp, dist_to_pred = _distance_to_skeleton(pred, shape)
     hit_t = int((dist_to_pred[st] <= tolerance_px).sum())
     hit_p = int((dist_to_true[sp] <= tolerance_px).sum())
     return hit_t, int(st.sum()), hit_p, int(sp.sum())
+
+
+def distractor_marks(
+    truth: np.ndarray, pred: np.ndarray, axes: dict[str, np.ndarray], tolerance_px: float
+) -> tuple[tuple[str, int, int], ...]:
+    """Per distractor kind: (kind, axis px near the predicted skeleton, axis px). Axis pixels within the
+    tolerance of a true line are left out, so a line crossing a slip trace costs nothing."""
+    shape = truth.shape[1:] if truth.ndim == 3 else pred.shape[1:]
+    near_truth = _distance_to_skeleton(truth, shape)[1] <= tolerance_px
+    if len(truth):  # also the true masks' width: a line wider than the tolerance hides what it covers
+        near_truth |= truth.any(0)
+    dist_to_pred = _distance_to_skeleton(pred, shape)[1]
+    out = []
+    for kind, axis in axes.items():
+        on = axis & ~near_truth
+        out.append((kind, int((dist_to_pred[on] <= tolerance_px).sum()), int(on.sum())))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -180,6 +204,7 @@ class ImageScores:
     centre_true: int
     centre_pred_hit: int
     centre_pred: int
+    distractors: tuple[tuple[str, int, int], ...] = ()  # (kind, marked px, px), see ``distractor_marks``
 
 
 def score_image(truth: np.ndarray, probs: np.ndarray, config: MetricConfig) -> ImageScores:
@@ -187,8 +212,14 @@ def score_image(truth: np.ndarray, probs: np.ndarray, config: MetricConfig) -> I
     return score_masks(truth, binarise(probs, config.threshold), config)
 
 
-def score_masks(truth: np.ndarray, pred: np.ndarray, config: MetricConfig) -> ImageScores:
-    """All figures for one image from predicted instance masks (e.g. after the runtime's post-processing)."""
+def score_masks(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    config: MetricConfig,
+    distractors: dict[str, np.ndarray] | None = None,
+) -> ImageScores:
+    """All figures for one image from predicted instance masks (e.g. after the runtime's post-processing);
+    ``distractors``: where the image's distractors run, by kind (synthetic images only)."""
     truth = np.asarray(truth, dtype=bool)
     pred = np.asarray(pred, dtype=bool)
     lar, n_matched = length_aware_recall(truth, pred, config)
@@ -200,6 +231,7 @@ def score_masks(truth: np.ndarray, pred: np.ndarray, config: MetricConfig) -> Im
         len(pred),
         n_matched,
         *centre,
+        distractor_marks(truth, pred, distractors, config.centreline_tolerance_px) if distractors else (),
     )
 
 
@@ -215,9 +247,13 @@ class Summary:
     n_images: int
     n_true: int
     n_pred: int
+    distractors_marked: dict[str, float] = field(default_factory=dict)  # empty unless known
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.distractors_marked:
+            del out["distractors_marked"]
+        return out
 
 
 def _ratio(a: float, b: float) -> float:
@@ -240,4 +276,16 @@ def summarise(scores: Iterable[ImageScores]) -> Summary:
         n_images=len(scores),
         n_true=n_true,
         n_pred=sum(s.n_pred for s in scores),
+        distractors_marked=_marked(scores),
     )
+
+
+def _marked(scores: list[ImageScores]) -> dict[str, float]:
+    """Distractor axis pixels marked over all images, per kind (kinds no image has are left out)."""
+    hit: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for s in scores:
+        for kind, h, n in s.distractors:
+            hit[kind] = hit.get(kind, 0) + h
+            total[kind] = total.get(kind, 0) + n
+    return {k: _ratio(hit[k], total[k]) for k in total if total[k]}

@@ -16,6 +16,7 @@ import scipy
 from dislotrack.runtime.synth.config import SynthConfig, load_preset
 from dislotrack.runtime.synth.scene import (
     bend_field,
+    distractor_axes,
     draw_distractors,
     draw_lines,
     finish,
@@ -50,6 +51,10 @@ class SynthSample:
 
     def to_json(self) -> str:
         return json.dumps(self.params)
+
+    def distractor_axes(self) -> dict[str, np.ndarray]:
+        """Bool (H, W) masks of where its slip traces, tangles and grain boundaries run."""
+        return distractor_axes(self.params["sampled"]["distractors"], self.image.shape)
 
 
 def check_size(size: int | Sequence[int]) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from dislotrack.runtime.synth.config import BackgroundConfig, DistractorConfig, 
 from dislotrack.runtime.synth.perlin import perlin
 from dislotrack.runtime.synth.render import (
     LineRaster,
+    band_pixels,
     blur,
     draw_bands,
     draw_curves,
@@ -621,6 +623,56 @@ def draw_distractors(img: np.ndarray, d: dict[str, Any], offset: tuple[float, fl
         pts, owner = _beziers(ctrl)
         dark = np.array([seg["darkness"] for seg in t["segments"]])[owner]
         draw_curves(img, pts, dark, t["thickness"])
+
+
+DISTRACTOR_KINDS = ("slip_traces", "tangles", "grain_boundaries")
+
+
+def _axis_pixels(
+    shape: tuple[int, int], p: np.ndarray, d: np.ndarray, offsets: Sequence[float]
+) -> np.ndarray:
+    """Flat indices (into the unpadded image) of the pixels within half a pixel of the lines parallel to
+    p + s * d at the given signed offsets."""
+    h, w = shape
+    reach = max(abs(o) for o in offsets) + 0.5
+    pad = 2 * (math.ceil(reach) + 1) + 2
+    idx, dist = band_pixels(shape, p, d, reach, pad)
+    near = np.zeros(dist.shape, dtype=bool)
+    for o in offsets:
+        near |= np.abs(dist - o) <= 0.5
+    rows, cols = np.divmod(idx[near], w + 2 * pad)
+    rows, cols = rows - pad, cols - pad
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    return rows[inside] * w + cols[inside]
+
+
+def distractor_axes(
+    d: dict[str, Any], shape: tuple[int, int], offset: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, np.ndarray]:
+    """Where the drawn distractors run, one bool (H, W) mask per kind in ``DISTRACTOR_KINDS``: the axes of
+    slip traces (both lines of a double trace), the tangles' curves and the grain boundaries' edges, one
+    pixel wide. These are what a detector must not mark, so evaluation can count how much of them it
+    marks (``d``: a sample's ``params["sampled"]["distractors"]``)."""
+    h, w = shape
+    ox, oy = offset
+    out = {k: np.zeros(h * w, dtype=bool) for k in DISTRACTOR_KINDS}
+    for t in d["traces"]:
+        p = np.asarray(t["point"], dtype=np.float64) + np.array([ox, oy])
+        gap = t["gap"]
+        out["slip_traces"][
+            _axis_pixels(shape, p, np.asarray(t["dir"]), (-gap / 2, gap / 2) if gap > 0 else (0.0,))
+        ] = True
+    for b in d["boundaries"]:
+        nx, ny = b["normal"]
+        p = np.asarray(b["point"], dtype=np.float64) + np.array([ox, oy])
+        out["grain_boundaries"][_axis_pixels(shape, p, np.array([-ny, nx]), (0.0,))] = True
+    segments = [seg["points"] for t in d.get("tangles", []) for seg in t["segments"]]
+    if segments:
+        pts, _ = _beziers(np.array(segments, dtype=np.float64) + np.array([ox, oy]))
+        xs, ys = np.rint(pts[:, 0]).astype(np.intp), np.rint(pts[:, 1]).astype(np.intp)
+        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        out["tangles"][ys[inside] * w + xs[inside]] = True
+    return {k: v.reshape(h, w) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------- lines

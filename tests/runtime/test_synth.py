@@ -20,7 +20,13 @@ from dislotrack.runtime.synth import (
 )
 from dislotrack.runtime.synth.perlin import perlin
 from dislotrack.runtime.synth.render import blur, draw_bands, near_points, resample
-from dislotrack.runtime.synth.scene import clip_to_view, natural_cubic, white_noise
+from dislotrack.runtime.synth.scene import (
+    clip_to_view,
+    distractor_axes,
+    draw_distractors,
+    natural_cubic,
+    white_noise,
+)
 
 SIZE = (160, 192)
 SEEDS = range(12)
@@ -332,6 +338,29 @@ def test_distractors_change_the_image_but_never_the_labels() -> None:
     tangled = generate("m2", seed=5, size=SIZE, tangles=(2, 2), bend=0.0)
     segs = [seg for t in tangled.params["sampled"]["distractors"]["tangles"] for seg in t["segments"]]
     assert len(segs) >= 16
+
+
+def test_distractor_axes_run_where_the_distractors_are_drawn() -> None:
+    flat = {"traces": [], "boundaries": [], "tangles": []}
+    single = {"point": [10.0, 20.0], "dir": [1.0, 0.0], "contrast": -0.3, "width": 3.0, "gap": 0.0}
+    double = {**single, "point": [0.0, 0.0], "dir": [0.0, 1.0], "gap": 6.0}
+    edge = {"point": [0.0, 40.0], "normal": [0.0, 1.0], "step": 0.1, "softness": 1.0}
+    axes = distractor_axes({**flat, "traces": [single, double], "boundaries": [edge]}, (48, 64))
+    assert set(axes) == {"slip_traces", "tangles", "grain_boundaries"} and not axes["tangles"].any()
+    rows, cols = np.nonzero(axes["slip_traces"])
+    assert set(rows[cols > 10]) == {20} and set(cols[rows != 20]) == {3}  # x = ±3 px, the one in view
+    assert np.array_equal(np.flatnonzero(axes["grain_boundaries"].any(1)), [40])
+    # a generated sample's axes: its traces drawn alone change the grey most on their axes
+    s = generate("m2-trace", seed=3, size=SIZE, tangles=(2, 2))
+    d = s.params["sampled"]["distractors"]
+    alone = np.ones(SIZE, np.float32)
+    draw_distractors(
+        alone, {**flat, "traces": d["traces"], "dots": {"centers": [], "radii": [], "darkness": []}}
+    )
+    ax = s.distractor_axes()
+    assert ax["slip_traces"].any() and ax["tangles"].sum() > 100
+    change = np.abs(alone - 1)
+    assert np.median(change[ax["slip_traces"]]) > 5 * np.median(change[~ax["slip_traces"]])
 
 
 # ------------------------------------------------ fast drawing primitives against plain references

@@ -130,6 +130,7 @@ def test_evaluate_on_held_out_synthetic_images(tiny_model, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["n_images"] == 2 and out["data"]["synthetic"]["seed"] == 999_999_937
     assert out["n_true"] > 0 and out["settings"]["instances"] == "raw masks"
+    assert 0.0 <= out["distractors_marked"]["slip_traces"] <= 1.0  # known on synthetic images only
 
 
 def test_update_card_can_write_into_another_models_card(tiny_model, tmp_path):

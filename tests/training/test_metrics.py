@@ -85,6 +85,22 @@ def test_images_without_truth_or_without_prediction():
     assert missed.lar == 0.0 and missed.length_metric == 0.0 and missed.centreline_recall == 0.0
 
 
+def test_distractors_marked_counts_axis_pixels_away_from_true_lines():
+    truth = np.stack([_hline(30, 10, 90)])
+    trace = np.zeros((64, 96), bool)
+    trace[:, 50] = True  # crosses the line at (30, 50)
+    axes = {"slip_traces": trace, "tangles": np.zeros_like(trace)}
+    on_line = score_masks(truth, truth, MetricConfig(), axes)
+    marked = score_masks(
+        truth, np.stack([truth[0], np.pad(trace[:, 49:52], ((0, 0), (49, 44)))]), MetricConfig(), axes
+    )
+    (kind, hit, n), _ = on_line.distractors
+    assert kind == "slip_traces" and hit == 0 and n == 64 - 7  # rows within 3 px of the line: left out
+    s = summarise([on_line, marked])
+    assert s.distractors_marked == {"slip_traces": pytest.approx(0.5, abs=0.03)}  # tangles: none to mark
+    assert "distractors_marked" not in summarise([score_masks(truth, truth, MetricConfig())]).to_dict()
+
+
 def test_box_wise_dilation_and_sparse_pair_counts_equal_the_full_frame_computation():
     from scipy import ndimage
     from skimage.morphology import disk
