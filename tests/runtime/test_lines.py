@@ -99,6 +99,29 @@ def test_longest_path_ignores_a_spur():
     assert np.ptp(rc[:, 0]) < 4
 
 
+def test_lines_crossing_in_one_mask_are_cut_apart_and_each_joined_across():
+    across, down = curve(20, 80, 180, 80), curve(100, 10, 100, 150)
+    mask = line_mask(SHAPE, across) | line_mask(SHAPE, down)
+    lines, labels = _run([prob_map(mask)])
+    assert len(lines) == 2
+    flat, steep = sorted(lines, key=lambda ln: np.ptp(ln.points[:, 1]))
+    assert np.ptp(flat.points[:, 0]) > 150 and np.ptp(flat.points[:, 1]) < 4
+    assert np.ptp(steep.points[:, 1]) > 130 and np.ptp(steep.points[:, 0]) < 4
+    assert set(np.unique(labels)) == {0, 1, 2} and np.array_equal(labels > 0, prob_map(mask) > 0.5)
+    whole, _ = _run([prob_map(mask)], split_branch_px=0.0)
+    unjoined, _ = _run([prob_map(mask)], **vars(LineConfig().unjoined()))
+    assert len(whole) == len(unjoined) == 1
+
+
+def test_a_line_ending_on_a_slip_trace_is_a_line_of_its_own():
+    trace, arc = curve(20, 100, 180, 100), curve(60, 20, 140, 100, bow=15)
+    lines, _ = _run([prob_map(line_mask(SHAPE, trace) | line_mask(SHAPE, arc))])
+    assert len(lines) == 2
+    straight, bowed = sorted(lines, key=lambda ln: ln.curvature)
+    assert np.max(_dist_to_curve(straight.points, trace)) < 1.5 and straight.length_px > 150
+    assert np.median(_dist_to_curve(bowed.points, arc)) < 1.0
+
+
 def test_curvature_of_an_arc_is_one_over_its_radius():
     radius = 60.0
     t = np.linspace(0.3, 2.8, 500)
