@@ -3,7 +3,8 @@
 Steps (method of Govind et al.): threshold; drop tiny masks; split a mask holding separate lines;
 merge duplicates (two masks whose Dice loss < 0.5 are one dislocation, keep the better one: connected,
 then higher mean probability); Lee skeleton; longest path through it; 50 equally spaced points; the
-natural cubic spline through them; length and curvature.
+natural cubic spline through them; length and curvature. Beyond the papers: a mask whose skeleton
+branches is cut into its branches, and pieces that continue each other are joined.
 
 Everything after the one vectorised threshold works on each mask's bounding box, never on the full
 frame, because a frame has N = 20 masks and the budget is a few milliseconds per frame on one core.
@@ -441,7 +442,7 @@ def skeleton_branches(
 def crossing_branches(ys: np.ndarray, xs: np.ndarray, table: np.ndarray, min_px: float) -> list | None:
     """The branches of a skeleton with a crossing, each as a path (node indices), or None.
 
-    Junctions are the pixels with three or more neighbours; without them the skeleton falls into
+    Junctions are the pixels with three or more of the 8 neighbours; without them the skeleton falls into
     branches, each a simple path. It has a crossing where a cluster of touching junction pixels
     meets three or more branches of at least ``min_px`` pixels; shorter branches are spurs (grown
     at kinks of one line, or a line's last pixels beyond the crossing) and are left out.
