@@ -23,7 +23,7 @@ import torch
 
 from dislotrack.training.data import DataConfig, Sample, collate, training_samples
 from dislotrack.training.loss import LossConfig, matched_dice_loss
-from dislotrack.training.metrics import MetricConfig, Summary, score_image, score_masks, summarise
+from dislotrack.training.metrics import MetricConfig, Summary, binarise, score_masks, summarise
 from dislotrack.training.model import ModelConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ HISTORY_FIELDS = (
     "val_instance_recall",
     "val_centreline_recall",
     "val_centreline_precision",
+    "val_traces_marked",
     "wall_s",
 )
 
@@ -164,8 +165,9 @@ class SyntheticSamples:
         return training_samples(synthetic_images(self.data, seed), self.data, seed)
 
 
-def validation_set(config: TrainConfig) -> list[Sample]:
-    """Fixed held-out synthetic images (seed never used for training), uncropped, unaugmented."""
+def validation_set(config: TrainConfig) -> list[tuple]:
+    """Fixed held-out synthetic images (seed never used for training), uncropped, unaugmented, each
+    with where its distractors run (so validation also says how much of the slip traces is marked)."""
     from dislotrack.runtime.synth import iter_samples
     from dislotrack.training.data import presets
 
@@ -173,7 +175,9 @@ def validation_set(config: TrainConfig) -> list[Sample]:
     out = []
     for _ in range(config.val_images):
         s = next(stream)
-        out.append((s.image.astype(np.float32), s.masks.astype(bool)[: config.model.n_masks]))
+        out.append(
+            (s.image.astype(np.float32), s.masks.astype(bool)[: config.model.n_masks], s.distractor_axes())
+        )
     return out
 
 
@@ -222,7 +226,7 @@ def samples_fingerprint(samples: Sequence[Sample]) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for image, masks in samples:
+    for image, masks, *_ in samples:
         h.update(np.ascontiguousarray(image).tobytes())
         h.update(np.packbits(masks).tobytes())
     return h.hexdigest()[:16]
@@ -256,23 +260,25 @@ def predict_probs(
 
 @torch.no_grad()
 def validate(
-    net: torch.nn.Module, samples: Sequence[Sample], config: TrainConfig, metric: MetricConfig | None = None
+    net: torch.nn.Module, samples: Sequence[tuple], config: TrainConfig, metric: MetricConfig | None = None
 ) -> tuple[float, Summary]:
-    """Mean matched-Dice loss and the metric summary on a fixed validation set."""
+    """Mean matched-Dice loss and the metric summary on a fixed validation set: (image, masks) samples,
+    or (image, masks, distractor axes) for synthetic ones (``validation_set``)."""
     from dislotrack.training.evaluate import runtime_masks
 
     metric = metric or MetricConfig(iou_tolerance_px=config.val_iou_tolerance_px)
     losses, scores = [], []
-    images = [img for img, _ in samples]
-    for probs, (_, masks) in zip(predict_probs(net, images, config.model), samples, strict=True):
+    images = [sample[0] for sample in samples]
+    for probs, (_, masks, *axes) in zip(predict_probs(net, images, config.model), samples, strict=True):
         truth = torch.from_numpy(masks[None])
         p = torch.from_numpy(probs[None])
         logits = torch.logit(p.clamp(1e-6, 1 - 1e-6))
         losses.append(float(matched_dice_loss(logits, truth, torch.tensor([len(masks)]), config.loss)))
         if config.val_lines:
-            scores.append(score_masks(masks, runtime_masks(probs, metric.threshold), metric))
+            pred = runtime_masks(probs, metric.threshold)
         else:
-            scores.append(score_image(masks, probs, metric))
+            pred = binarise(probs, metric.threshold)
+        scores.append(score_masks(masks, pred, metric, axes[0] if axes else None))
     return float(np.mean(losses)), summarise(scores)
 
 
@@ -307,6 +313,17 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def append_history(path: Path, row: dict) -> None:
+    """One row per epoch; a history written with other columns (an older version, resumed) is
+    rewritten with today's first, its missing fields left empty."""
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            same = tuple(reader.fieldnames or ()) == HISTORY_FIELDS
+        if not same:
+            path.unlink()
+            for r in rows:
+                append_history(path, r)
     new = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
@@ -333,8 +350,15 @@ def plot_history(csv_path: Path, png_path: Path) -> None:
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("matched Dice loss")
     ax1.legend()
-    for key in ("val_length_metric", "val_lar", "val_instance_recall", "val_centreline_recall"):
-        ax2.plot(epoch, [float(r[key]) for r in rows], label=key.removeprefix("val_"))
+    for key in (
+        "val_length_metric",
+        "val_lar",
+        "val_instance_recall",
+        "val_centreline_recall",
+        "val_traces_marked",
+    ):
+        values = [float(r[key]) if r.get(key) else float("nan") for r in rows]
+        ax2.plot(epoch, values, label=key.removeprefix("val_"))
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1)
     ax2.legend()
@@ -460,8 +484,13 @@ def _history_row(state: dict, optimizer, train_loss: float, val_loss: float, sum
         "val_instance_recall": f"{summary.instance_recall:.4f}",
         "val_centreline_recall": f"{summary.centreline_recall:.4f}",
         "val_centreline_precision": f"{summary.centreline_precision:.4f}",
+        "val_traces_marked": _share(summary.distractors_marked.get("slip_traces")),
         "wall_s": f"{state['wall_s']:.0f}",
     }
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def with_out_dir(config: TrainConfig, out_dir: str | Path) -> TrainConfig:

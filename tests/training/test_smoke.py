@@ -22,6 +22,18 @@ def test_training_writes_checkpoints_history_and_plot(tiny_run):
     rows = _history(tiny_run)
     assert [int(r["step"]) for r in rows] == [2]
     assert np.isfinite(float(rows[0]["train_loss"]))
+    assert 0.0 <= float(rows[0]["val_traces_marked"]) <= 1.0  # synthetic validation knows its traces
+
+
+def test_a_history_with_older_columns_is_rewritten_with_todays(tmp_path):
+    from dislotrack.training.train import HISTORY_FIELDS, append_history
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,step,train_loss,retired\n1,250,0.5,x\n")
+    append_history(path, {"epoch": 2, "step": 500, "train_loss": 0.4, "val_traces_marked": 0.25})
+    rows = _history(tmp_path)
+    assert tuple(rows[0]) == HISTORY_FIELDS and [r["step"] for r in rows] == ["250", "500"]
+    assert rows[0]["val_traces_marked"] == "" and rows[1]["val_traces_marked"] == "0.25"
 
 
 def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
