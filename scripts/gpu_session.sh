@@ -33,6 +33,7 @@ MN_INIT=${MN_INIT:-shipped}  # shipped: continue the shipped model; none: from s
 MN_LR=${MN_LR:-3e-4}
 MN_CROPS=${MN_CROPS:-4}  # crops per generated 512² image
 MN_VAL=${MN_VAL:-256}
+MN_UNION=${MN_UNION:-0}  # --union-weight of the mobilenet_v2 run (session 22: 2.0 stops it marking slip traces)
 BENCH=${BENCH:-1}  # 0: skip the pipeline benchmarks
 PRESETS=${PRESETS:-m2,m2-tem}
 SYN=${SYN:-200}
@@ -76,7 +77,8 @@ esac
 timeout -k 15 "$kill_after" $DT train --device "$DEVICE" "${mn_init[@]}" --decoder-channels 128,64,32,16,16 \
     --local-contrast 24 --preset "$PRESETS" --crop "$MN_CROP" --gen-size 512 --crops-per-image "$MN_CROPS" \
     --batch-size "$MN_BATCH" --lr "$MN_LR" --warmup-steps 50 --epochs 1000 --steps-per-epoch "$MN_STEPS" --bf16 \
-    --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --val-size "$MN_VAL" --val-lines --seed 51 \
+    --union-weight "$MN_UNION" --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --val-size "$MN_VAL" \
+    --val-lines --seed 51 \
     --out "$WORK/mnv2" > "$WORK/mnv2-train.log" 2>&1 &
 mn=$!
 [ -n "$r50" ] && { wait $r50; stamp "resnet50 training exit $?"; tail -n 3 "$WORK/r50-train.log"; }
