@@ -167,23 +167,32 @@ def centreline_recall_precision(
 ) -> tuple[int, int, int, int]:
     """(true skeleton px near prediction, true skeleton px, predicted px near truth, predicted px)."""
     shape = truth.shape[1:] if truth.ndim == 3 else pred.shape[1:]
-    st, dist_to_true = _distance_to_skeleton(truth, shape)
-    sp, dist_to_pred = _distance_to_skeleton(pred, shape)
+    return _centreline_counts(
+        _distance_to_skeleton(truth, shape), _distance_to_skeleton(pred, shape), tolerance_px
+    )
+
+
+def _centreline_counts(true_sk: tuple, pred_sk: tuple, tolerance_px: float) -> tuple[int, int, int, int]:
+    (st, dist_to_true), (sp, dist_to_pred) = true_sk, pred_sk
     hit_t = int((dist_to_pred[st] <= tolerance_px).sum())
     hit_p = int((dist_to_true[sp] <= tolerance_px).sum())
     return hit_t, int(st.sum()), hit_p, int(sp.sum())
 
 
 def distractor_marks(
-    truth: np.ndarray, pred: np.ndarray, axes: dict[str, np.ndarray], tolerance_px: float
+    truth: np.ndarray,
+    axes: dict[str, np.ndarray],
+    true_sk: tuple[np.ndarray, np.ndarray],
+    pred_sk: tuple[np.ndarray, np.ndarray],
+    tolerance_px: float,
 ) -> tuple[tuple[str, int, int], ...]:
-    """Per distractor kind: (kind, axis px near the predicted skeleton, axis px). Axis pixels within the
+    """Per distractor kind: (kind, axis px near the predicted skeleton, axis px), from the true and
+    predicted skeletons with their distance maps (``_distance_to_skeleton``). Axis pixels within the
     tolerance of a true line are left out, so a line crossing a slip trace costs nothing."""
-    shape = truth.shape[1:] if truth.ndim == 3 else pred.shape[1:]
-    near_truth = _distance_to_skeleton(truth, shape)[1] <= tolerance_px
+    near_truth = true_sk[1] <= tolerance_px
     if len(truth):  # also the true masks' width: a line wider than the tolerance hides what it covers
         near_truth |= truth.any(0)
-    dist_to_pred = _distance_to_skeleton(pred, shape)[1]
+    dist_to_pred = pred_sk[1]
     out = []
     for kind, axis in axes.items():
         on = axis & ~near_truth
@@ -223,15 +232,17 @@ def score_masks(
     truth = np.asarray(truth, dtype=bool)
     pred = np.asarray(pred, dtype=bool)
     lar, n_matched = length_aware_recall(truth, pred, config)
-    centre = centreline_recall_precision(truth, pred, config.centreline_tolerance_px)
+    shape = truth.shape[1:] if truth.ndim == 3 else pred.shape[1:]
+    true_sk, pred_sk = _distance_to_skeleton(truth, shape), _distance_to_skeleton(pred, shape)
+    tol = config.centreline_tolerance_px
     return ImageScores(
         tuple(length_metric(truth, pred).tolist()),
         tuple(lar.tolist()),
         len(truth),
         len(pred),
         n_matched,
-        *centre,
-        distractor_marks(truth, pred, distractors, config.centreline_tolerance_px) if distractors else (),
+        *_centreline_counts(true_sk, pred_sk, tol),
+        distractor_marks(truth, distractors, true_sk, pred_sk, tol) if distractors else (),
     )
 
 

@@ -317,19 +317,19 @@ def append_history(path: Path, row: dict) -> None:
     rewritten with today's first, its missing fields left empty."""
     if path.exists():
         with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            same = tuple(reader.fieldnames or ()) == HISTORY_FIELDS
-        if not same:
-            path.unlink()
-            for r in rows:
-                append_history(path, r)
-    new = not path.exists()
-    with path.open("a", newline="") as f:
+            header = tuple(next(csv.reader(f), ()))
+            old = None if header == HISTORY_FIELDS else list(csv.DictReader(f, fieldnames=header))
+        if old is not None:
+            _write_history(path, old, "w")
+    _write_history(path, [row], "a" if path.exists() else "w")
+
+
+def _write_history(path: Path, rows: list[dict], mode: str) -> None:
+    with path.open(mode, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
-        if new:
+        if mode == "w":
             writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+        writer.writerows({k: r.get(k, "") for k in HISTORY_FIELDS} for r in rows)
 
 
 def plot_history(csv_path: Path, png_path: Path) -> None:
