@@ -688,7 +688,8 @@ def candidate_rows(
     origin = np.array([(c.x0, c.y0) for c in todo], dtype=np.float64).reshape(-1, 2)
     xy = rc[:, ::-1] + np.repeat(origin[crop], found, axis=0)
     owners = [todo[k] for k in crop.tolist()]
-    cut = np.flatnonzero(np.bincount(crop, minlength=len(todo)) > 1)
+    per_crop = np.bincount(crop, minlength=len(todo))
+    cut = np.flatnonzero(per_crop > 1)
     if cut.size:
         first = np.cumsum(found) - found
         for k in cut.tolist():
@@ -697,7 +698,7 @@ def candidate_rows(
             for r, part in zip(rows.tolist(), parts, strict=True):
                 owners[r] = part
     # candidates that are not lines keep a place (length 0); paths come in the candidates' order
-    per_crop = np.bincount(crop, minlength=len(todo)).tolist()
+    per_crop = per_crop.tolist()
     lengths, out, r, k = [], [], 0, 0
     for c, ok in zip(cands, line, strict=True):
         if not ok:
