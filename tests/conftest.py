@@ -1,9 +1,10 @@
-"""Shared test configuration: offscreen Qt, GPU/torch skips and the optional real-data folder."""
+"""Shared test configuration: offscreen Qt, GPU/torch skips, the real-data folder, scripts as modules."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,22 @@ def realdata_dir() -> Path:
     if not (root / "index.json").is_file():
         pytest.skip(f"real data not found at {root}")
     return root
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Imports ``scripts/<name>.py`` (scripts are not a package). The module stays in ``sys.modules``
+    for the session: a dataclass looks its module up there."""
+    loaded: list[str] = []
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        loaded.append(name)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,16 +10,12 @@ import pytest
 from dislotrack.runtime.evaluation import truth_probabilities
 from dislotrack.runtime.synth import clean_pileup, iter_video
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pileup_check.py"
 SIZE = (192, 192)
 
 
 @pytest.fixture(scope="module")
-def check():
-    spec = importlib.util.spec_from_file_location("pileup_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def check(load_script):
+    return load_script("pileup_check")
 
 
 class LookupModel:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from drawing import curve, line_mask
@@ -13,18 +9,12 @@ from scipy import ndimage
 
 from dislotrack.training.evaluate import Labelled
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "line_profiles.py"
 SHAPE = (120, 160)
 
 
 @pytest.fixture(scope="module")
-def profiles():
-    spec = importlib.util.spec_from_file_location("line_profiles", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def profiles(load_script):
+    return load_script("line_profiles")
 
 
 def _frame(fwhm: float, darkness: float, label_shift: float = 0.0, noise: float = 0.01) -> Labelled:
