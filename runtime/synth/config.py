@@ -122,6 +122,11 @@ class DistractorConfig:
     band_darkness: Range = (0.1, 0.45)  # fractional darkening inside the strip
     band_softness: Range = (2.0, 12.0)  # edge width across the traces (px); 3x that along them
     band_margin: Range = (20.0, 150.0)  # the shading runs this far beyond the pile-up's end lines (px)
+    # Traces drawn like the lines they bound: on real frames a pile-up's slip traces are often as wide
+    # and dark as its dislocations, so darkness and width cannot tell them apart, only shape can.
+    trace_match_prob: float = 0.0  # chance that a pile-up's traces take the style of its lines
+    inner_traces: IntRange = (0, 0)  # further such traces parallel to them, across the pile-up's lines
+    trace_match_jitter: float = 0.25  # relative spread of width and darkness of those further traces
 
 
 @dataclass(frozen=True)
@@ -279,6 +284,9 @@ _NON_NEGATIVE = {
     "defocus_thickness",
     "defocus_darkness",
     "extra_traces",
+    "trace_match_prob",
+    "trace_match_jitter",
+    "inner_traces",
     "trace_contrast",
     "trace_width",
     "trace_double_gap",
@@ -334,6 +342,7 @@ _UNIT = {
     "trace_prob",
     "trace_double_prob",
     "band_prob",
+    "trace_match_prob",
     "margin",
     "darkness",
     "darkness_variation",

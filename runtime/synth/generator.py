@@ -136,7 +136,7 @@ def render(cfg: SynthConfig, seed: int | list[int], size: tuple[int, int]) -> Sy
         img *= illum
     orients, pileups = sample_pileups(cfg, shape, rngs["geometry"], labelme_shapes(cfg))
     styles = sample_styles(cfg, pileups, rngs["style"], bgv["contrast"])
-    distractors = sample_distractors(cfg, shape, orients, pileups, rngs["distractors"])
+    distractors = sample_distractors(cfg, shape, orients, pileups, rngs["distractors"], styles)
     draw_distractors(img, distractors)
     curves = []
     for p, pu in enumerate(pileups):

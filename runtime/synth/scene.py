@@ -455,10 +455,14 @@ def sample_distractors(
     orients: list[float],
     pileups: list[dict[str, Any]],
     rng: np.random.Generator,
+    styles: list[list[dict]] | None = None,
 ) -> dict[str, Any]:
+    """Slip traces, boundaries, dots, tangles and bands; ``styles`` (from `sample_styles`) are needed
+    only when traces are drawn like their pile-up's lines (``trace_match_prob`` > 0)."""
     dc = cfg.distractors
     h, w = shape
     tr = []
+    own: dict[int, list[int]] = {}
 
     def trace_style() -> dict[str, Any]:
         sign = -1.0 if rng.random() < 0.6 else 1.0
@@ -469,8 +473,9 @@ def sample_distractors(
             "gap": _u(rng, dc.trace_double_gap) if double else 0.0,
         }
 
-    for pu in pileups:
+    for k, pu in enumerate(pileups):
         if rng.random() < dc.trace_prob:
+            own[k] = [len(tr), len(tr) + 1]
             for p, t in traces(pu):
                 tr.append(
                     {"point": [float(p[0]), float(p[1])], "dir": [float(t[0]), float(t[1])], **trace_style()}
@@ -522,7 +527,43 @@ def sample_distractors(
     out = {"traces": tr, "boundaries": bd, "dots": dots, "tangles": tangles}
     if dc.band_prob > 0:  # drawn last and only when asked, so other presets keep their samples
         out["slip_bands"] = [slip_band(dc, pu, rng) for pu in pileups if rng.random() < dc.band_prob]
+    if dc.trace_match_prob > 0:  # drawn last and only when asked, as the bands
+        if styles is None:
+            raise ValueError("trace_match_prob > 0 needs the pile-ups' line styles")
+        match_traces(dc, pileups, styles, own, tr, rng)
     return out
+
+
+def match_traces(
+    dc: DistractorConfig,
+    pileups: list[dict[str, Any]],
+    styles: list[list[dict]],
+    own: dict[int, list[int]],
+    tr: list[dict[str, Any]],
+    rng: np.random.Generator,
+) -> None:
+    """Give a matched pile-up's visible traces the mean width and darkness of its lines and add
+    ``inner_traces`` more, parallel to them and between them, so they cross its lines (in place)."""
+    for k, pu in enumerate(pileups):
+        if rng.random() >= dc.trace_match_prob or not styles[k]:
+            continue
+        width = float(np.mean([s["thickness"] for s in styles[k]]))
+        dark = float(np.mean([s["darkness"] for s in styles[k]]))
+        for i in own.get(k, []):
+            tr[i] = {**tr[i], "contrast": -dark, "width": width, "gap": 0.0}
+        c, t, n = trace_frame(pu)
+        js = dc.trace_match_jitter
+        for _ in range(_i(rng, dc.inner_traces)):
+            p = c + float(rng.uniform(-0.85, 0.85)) * pu["slip_width"] / 2 * n
+            tr.append(
+                {
+                    "point": [float(p[0]), float(p[1])],
+                    "dir": [float(t[0]), float(t[1])],
+                    "contrast": -dark * (1 + js * float(rng.uniform(-1, 1))),
+                    "width": width * (1 + js * float(rng.uniform(-1, 1))),
+                    "gap": 0.0,
+                }
+            )
 
 
 def slip_band(dc: DistractorConfig, pu: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:

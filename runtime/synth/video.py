@@ -305,7 +305,7 @@ def iter_video(config: VideoConfig) -> Iterator[VideoFrameTruth]:
         canvas *= bend
     orients, pileups = sample_pileups(scene, shape, rngs["geometry"], labelme_shapes(scene))
     styles = sample_styles(scene, pileups, rngs["style"], bgv["contrast"])
-    distractors = sample_distractors(scene, shape, orients, pileups, rngs["distractors"])
+    distractors = sample_distractors(scene, shape, orients, pileups, rngs["distractors"], styles)
     draw_distractors(canvas, distractors, offset=(pad, pad))
     illum = illumination(bgv, shape)
     weight = noise_fields(bgv, shape, rngs["noise"]) * np.float32(cfg.noise)

@@ -29,6 +29,7 @@ from dislotrack.runtime.synth.scene import (
 )
 
 SIZE = (160, 192)
+PRESETS = ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band", "m2-trace", "m2-match"]
 SEEDS = range(12)
 
 
@@ -43,7 +44,7 @@ def _on_border(pt: np.ndarray, shape: tuple[int, int], tol: float = 1e-6) -> boo
     return min(pt[0], pt[1], w - 1 - pt[0], h - 1 - pt[1]) <= tol
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band", "m2-trace"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_presets_are_shipped_data(preset: str) -> None:
     assert preset in list_presets()
     cfg = load_preset(preset)
@@ -51,7 +52,7 @@ def test_presets_are_shipped_data(preset: str) -> None:
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band", "m2-trace"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_sample_contract(preset: str) -> None:
     for seed in SEEDS:
         s = generate(preset, seed=seed, size=SIZE)
@@ -76,7 +77,7 @@ def test_default_size_and_m2_counts() -> None:
     assert max(counts) > 4, "m2 should produce several pile-ups' worth of lines"
 
 
-@pytest.mark.parametrize("preset", ["m1", "m2", "m2-wide", "m2-tem", "m2-dense", "m2-band", "m2-trace"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_regenerate_is_bit_identical(preset: str, tmp_path) -> None:
     s = generate(preset, seed=11, size=SIZE, dots=(5, 10))
     path = tmp_path / "sample.json"
@@ -473,6 +474,48 @@ def test_a_slip_band_darkens_the_strip_between_its_traces_only() -> None:
     assert np.median(ratio[inside]) == pytest.approx(0.6, abs=0.03)
     assert np.median(ratio[outside]) == pytest.approx(1.0, abs=0.01)
     assert regenerate(band.params).image.tobytes() == band.image.tobytes()
+
+
+def test_matched_traces_take_their_pile_ups_line_style_and_cross_its_lines() -> None:
+    """trace_match_prob = 1: each pile-up's visible traces get its lines' mean width and darkness, and
+    its inner traces run parallel to them, between them; the lines and their labels do not change, and
+    m2-match is m2-trace's sample with some traces restyled or added."""
+    plain = dict(extra_traces=(0, 0), trace_prob=1.0, n=(2, 2))
+    base = generate("m2-trace", seed=5, size=(256, 256), **plain)
+    match = generate("m2-trace", seed=5, size=(256, 256), trace_match_prob=1.0, inner_traces=(2, 2), **plain)
+    assert np.array_equal(match.masks, base.masks) and np.array_equal(match.labels, base.labels)
+    before, after = base.params["sampled"]["distractors"], match.params["sampled"]["distractors"]
+    pileups = match.params["sampled"]["pileups"]
+    lines = match.params["sampled"]["lines"]
+    assert len(after["traces"]) == len(before["traces"]) + 2 * len(pileups)
+    checked = 0
+    for k in range(len(pileups)):
+        mine = [ln for ln in lines if ln["pileup"] == k]
+        if not mine:
+            continue
+        checked += 1
+        width = np.mean([ln["thickness"] for ln in mine])
+        dark = np.mean([ln["darkness"] for ln in mine])
+        for t in after["traces"][2 * k : 2 * k + 2]:
+            assert t["width"] == pytest.approx(width, rel=0.3) and t["gap"] == 0.0
+            assert t["contrast"] == pytest.approx(-dark, rel=0.3)
+    assert checked
+    a, t = np.radians(pileups[0]["angle_deg"]), after["traces"][2 * len(pileups)]
+    assert abs(np.cos(a) * t["dir"][1] - np.sin(a) * t["dir"][0]) < 1e-9
+    offset = _dist_to_line(np.asarray(t["point"]), [*pileups[0]["center"], np.cos(a), np.sin(a)])
+    assert offset < pileups[0]["slip_width"] / 2
+    assert t["contrast"] < 0 and regenerate(match.params).image.tobytes() == match.image.tobytes()
+    trace, m2_match = generate("m2-trace", seed=4, size=SIZE), generate("m2-match", seed=4, size=SIZE)
+    assert np.array_equal(trace.masks, m2_match.masks)
+    assert trace.params["sampled"]["pileups"] == m2_match.params["sampled"]["pileups"]
+
+
+def test_matched_traces_need_the_line_styles() -> None:
+    from dislotrack.runtime.synth.scene import sample_distractors
+
+    cfg = load_preset("m2-match").with_overrides(trace_match_prob=1.0)
+    with pytest.raises(ValueError, match="line styles"):
+        sample_distractors(cfg, SIZE, [0.0], [], np.random.default_rng(0))
 
 
 def test_a_slip_band_moves_with_the_canvas_offset() -> None:
