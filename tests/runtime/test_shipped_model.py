@@ -38,11 +38,15 @@ def test_card_and_metadata_agree(predictor):
         assert card[key] == predictor.meta.raw[key]
 
 
+def clean_pileup_run(predictor, seed: int):
+    """Results on the 30-frame clean pile-up video of ``seed``, and their score against its truth."""
+    video = list(iter_video(clean_pileup(n_frames=30, seed=seed)))
+    results = list(iter_results([Frame(f.index, f.time_s, f.image) for f in video], model=predictor))
+    return results, evaluate([f.lines for f in video], [r.lines for r in results])
+
+
 def test_shipped_model_on_a_clean_synthetic_pile_up(predictor):
-    video = list(iter_video(clean_pileup(n_frames=30, seed=11)))
-    frames = [Frame(f.index, f.time_s, f.image) for f in video]
-    results = list(iter_results(frames, model=predictor))
-    report = evaluate([f.lines for f in video], [r.lines for r in results])
+    results, report = clean_pileup_run(predictor, 11)
     print("shipped model, clean pile-up (30 frames, seed 11):", json.dumps(report.summary()))
     assert len(results) == 30
     assert all(ln.points.shape == (N_POINTS, 2) for r in results for ln in r.lines)
@@ -55,11 +59,7 @@ def test_shipped_model_on_six_clean_pile_ups(predictor):
     """One video can pass by luck (seed 11 flatters every model measured in session 23, which
     scripts/pileup_check.py showed): over seeds 11-16 the model finds nine lines in ten on the
     whole, four in five of every pile-up, and keeps the spacing within 1 px."""
-    reports = {}
-    for seed in range(11, 17):
-        video = list(iter_video(clean_pileup(n_frames=30, seed=seed)))
-        results = iter_results([Frame(f.index, f.time_s, f.image) for f in video], model=predictor)
-        reports[seed] = evaluate([f.lines for f in video], [r.lines for r in results])
+    reports = {seed: clean_pileup_run(predictor, seed)[1] for seed in range(11, 17)}
     print("shipped model, clean pile-ups:", json.dumps({s: r.summary() for s, r in reports.items()}))
     recalls = [r.recall for r in reports.values()]
     assert np.mean(recalls) > 0.9 and min(recalls) > 0.8
