@@ -111,12 +111,12 @@ def main() -> None:
     one_worker = iter(dataset)  # the same work as a loader worker, in this process
     first = next(loader)
     packed = first[1]
-    images, masks, counts = on_device(first, device)
+    images, masks, counts, _ = on_device(first, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step_with(loss_fn, batch=None):
         def step() -> None:
-            x, m, c = batch() if batch else (images, masks, counts)
+            x, m, c, *_ = batch() if batch else (images, masks, counts)
             loss = loss_fn(forward(net, x, config), m, c)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

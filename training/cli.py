@@ -86,6 +86,20 @@ def _add_loop_args(
         "the paper's loss; default %(default)s)",
     )
     g.add_argument(
+        "--distractor-weight",
+        type=float,
+        default=0.0,
+        help="weight of a term on the channels' maximum over the synthetic slip traces and grain "
+        "boundaries the generator drew (0: off; default %(default)s)",
+    )
+    g.add_argument(
+        "--distractor-px",
+        type=int,
+        default=3,
+        help="px either side of a drawn distractor's axis that --distractor-weight charges, less "
+        "those as near a true line (default %(default)s)",
+    )
+    g.add_argument(
         "--ignore-beyond",
         type=int,
         default=ignore_beyond,
@@ -274,6 +288,7 @@ def _loop_config(args: argparse.Namespace, data, model):
             ignore_beyond_px=args.ignore_beyond,
             empty=args.empty,
             union_weight=args.union_weight,
+            distractor_weight=args.distractor_weight,
         ),
         data=data,
         batch_size=args.batch_size,
@@ -320,6 +335,7 @@ def _run_train(args: argparse.Namespace) -> int:
         crops_per_image=args.crops_per_image,
         max_masks=args.n_masks,
         augment=_augment(args),
+        distractor_px=_distractor_px(args),
     )
     config = _loop_config(args, data, model)
     init = None
@@ -342,6 +358,13 @@ def _augment(args: argparse.Namespace):
     return AugmentConfig.off() if args.no_augment else AugmentConfig(compress_prob=args.compress)
 
 
+def _distractor_px(args: argparse.Namespace) -> int:
+    """The band the distractor term charges; samples carry none (and cost nothing) when it is off."""
+    if args.distractor_weight > 0 and args.distractor_px <= 0:
+        raise ValueError("--distractor-weight needs --distractor-px > 0")
+    return args.distractor_px if args.distractor_weight > 0 else 0
+
+
 def _run_finetune(args: argparse.Namespace) -> int:
     from dislotrack.runtime.model import default_model_path
     from dislotrack.training.data import DataConfig
@@ -361,6 +384,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         max_masks=weights.model.n_masks,
         augment=_augment(args),
         synthetic_share=args.synthetic_share,
+        distractor_px=_distractor_px(args),
     )
     config = dataclasses.replace(
         _loop_config(args, data, weights.model),

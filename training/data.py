@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Sample = tuple[np.ndarray, np.ndarray]
-"""(image float32 (H, W) in [0, 1], masks bool (n, H, W))."""
+Sample = tuple[np.ndarray, ...]
+"""(image float32 (H, W) in [0, 1], masks bool (n, H, W)); synthetic samples may carry a third
+element, bool (H, W): the pixels to leave unmarked (``DataConfig.distractor_px``)."""
 
 
 PRESET_SEED_STRIDE = 15_485_863  # keeps the streams of mixed presets apart
@@ -85,22 +86,36 @@ class DataConfig:
     max_masks: int = 20
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synthetic_share: float = 0.0
+    # > 0: synthetic samples carry the drawn distractors of ``distractor_kinds`` widened by this many
+    # px, less the pixels within that many px of a true line, for the loss's distractor term
+    distractor_px: int = 0
+    distractor_kinds: tuple[str, ...] = ("slip_traces", "grain_boundaries")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.synthetic_share < 1.0:
             raise ValueError(f"synthetic_share must be in [0, 1), got {self.synthetic_share}")
+        if self.distractor_px < 0:
+            raise ValueError(f"distractor_px must be >= 0, got {self.distractor_px}")
 
 
 def random_crop(
     image: np.ndarray, masks: np.ndarray, size: tuple[int, int], rng: np.random.Generator, min_mask_px: int
 ) -> Sample:
     """Crop image and masks alike (padding by reflection when the image is smaller than ``size``)."""
-    image, masks = _pad_to(image, masks, size)
+    image, masks = crop_planes(image, masks, size, rng)
+    return image, keep_visible(masks, min_mask_px)
+
+
+def crop_planes(
+    image: np.ndarray, planes: np.ndarray, size: tuple[int, int], rng: np.random.Generator
+) -> Sample:
+    """One random crop of ``image`` and of every (H, W) plane of ``planes`` (planes padded with 0)."""
+    image, planes = _pad_to(image, planes, size)
     h, w = image.shape
     ch, cw = size
     y = int(rng.integers(0, h - ch + 1))
     x = int(rng.integers(0, w - cw + 1))
-    return image[y : y + ch, x : x + cw], keep_visible(masks[:, y : y + ch, x : x + cw], min_mask_px)
+    return image[y : y + ch, x : x + cw], planes[:, y : y + ch, x : x + cw]
 
 
 def _pad_to(image: np.ndarray, masks: np.ndarray, size: tuple[int, int]) -> Sample:
@@ -194,11 +209,38 @@ def photometric(image: np.ndarray, rng: np.random.Generator, config: AugmentConf
     return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
-def prepare(image: np.ndarray, masks: np.ndarray, rng: np.random.Generator, config: DataConfig) -> Sample:
-    """One training sample from a full image: crop, geometric and photometric augmentation."""
-    image, masks = random_crop(image, masks, config.crop, rng, config.min_mask_px)
-    image, masks = geometric(image, masks, rng, config.augment)
-    return photometric(image, rng, config.augment), masks[: config.max_masks]
+def prepare(
+    image: np.ndarray,
+    masks: np.ndarray,
+    rng: np.random.Generator,
+    config: DataConfig,
+    avoid: np.ndarray | None = None,
+) -> Sample:
+    """One training sample from a full image: crop, geometric and photometric augmentation; the
+    pixels to ``avoid``, when given, are cut and turned with the masks and returned third."""
+    planes = masks if avoid is None else np.concatenate([masks, avoid[None]])
+    image, planes = crop_planes(image, planes, config.crop, rng)
+    image, planes = geometric(image, planes, rng, config.augment)
+    image = photometric(image, rng, config.augment)
+    masks = keep_visible(planes[: len(masks)], config.min_mask_px)[: config.max_masks]
+    return (image, masks) if avoid is None else (image, masks, planes[-1])
+
+
+def distractor_band(axes: dict[str, np.ndarray], masks: np.ndarray, config: DataConfig) -> np.ndarray:
+    """Bool (H, W): the axes of ``config.distractor_kinds`` widened by ``distractor_px`` (a square of
+    side 2·px + 1), less every pixel within that distance of a true line, where a dislocation
+    crosses a trace or ends on it and the line must still be marked."""
+    from scipy import ndimage
+
+    px = config.distractor_px
+    side = 2 * px + 1
+    axis = np.zeros(masks.shape[1:], dtype=bool)
+    for kind in config.distractor_kinds:
+        axis |= axes[kind]
+    band = ndimage.maximum_filter(axis, size=side)
+    if len(masks):
+        band &= ~ndimage.maximum_filter(masks.any(0), size=side)
+    return band
 
 
 def synthetic_images(config: DataConfig, seed: int) -> Iterator[Sample]:
@@ -213,7 +255,11 @@ def synthetic_images(config: DataConfig, seed: int) -> Iterator[Sample]:
     while True:
         for stream in streams:
             s = next(stream)
-            yield s.image.astype(np.float32), s.masks.astype(bool)
+            image, masks = s.image.astype(np.float32), s.masks.astype(bool)
+            if config.distractor_px > 0:
+                yield image, masks, distractor_band(s.distractor_axes(), masks, config)
+            else:
+                yield image, masks
 
 
 def presets(config: DataConfig) -> list[str]:
@@ -234,9 +280,9 @@ def cycled(samples: Sequence[Sample], rng: np.random.Generator) -> Iterator[Samp
 def training_samples(source: Iterator[Sample], config: DataConfig, seed: int) -> Iterator[Sample]:
     """Crops with augmentation; ``crops_per_image`` crops per source image share its generation cost."""
     rng = np.random.default_rng([seed, 0xA11])
-    for image, masks in source:
+    for image, masks, *avoid in source:
         for _ in range(config.crops_per_image):
-            yield prepare(image, masks, rng, config)
+            yield prepare(image, masks, rng, config, *avoid)
 
 
 def collate(samples: Sequence[Sample], n_masks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -246,9 +292,20 @@ def collate(samples: Sequence[Sample], n_masks: int) -> tuple[np.ndarray, np.nda
     images = np.zeros((b, 1, h, w), np.float32)
     masks = np.zeros((b, n_masks, h, w), bool)
     counts = np.zeros(b, np.int64)
-    for i, (img, m) in enumerate(samples):
+    for i, (img, m, *_) in enumerate(samples):
         m = m[:n_masks]
         images[i, 0] = img
         masks[i, : len(m)] = m
         counts[i] = len(m)
     return images, masks, counts
+
+
+def collate_avoid(samples: Sequence[Sample]) -> np.ndarray | None:
+    """(B, H, W) pixels to leave unmarked, all False for samples that carry none; None when none does."""
+    if all(len(s) < 3 for s in samples):
+        return None
+    out = np.zeros((len(samples), *samples[0][0].shape), bool)
+    for i, s in enumerate(samples):
+        if len(s) > 2:
+            out[i] = s[2]
+    return out

@@ -41,7 +41,12 @@ class LossConfig:
     ``union_weight`` > 0 adds that weight times the Dice loss of the channels' maximum against the
     union of the true masks. The runtime takes a pixel as part of a line when any channel passes the
     threshold, so this term asks for every line pixel in *some* channel; the matched term alone gives
-    a half-found line's missing half little gradient once that half sits in no channel at all."""
+    a half-found line's missing half little gradient once that half sits in no channel at all.
+
+    ``distractor_weight`` > 0 adds that weight times the mean, over the pixels a sample marks as
+    drawn distractors (slip traces, grain boundaries; ``DataConfig.distractor_px``), of the channels'
+    maximum: it charges marking a trace where the generator drew one and nothing anywhere else, where
+    the union term's Dice charges every doubtful pixel of the image."""
 
     matching: Matching = "optimal"
     empty_weight: float = 1.0
@@ -50,6 +55,7 @@ class LossConfig:
     empty: EmptyTerm = "mean"
     empty_area_px: float = 200.0  # ``empty="area"``: added to the labelled area (images without lines)
     union_weight: float = 0.0
+    distractor_weight: float = 0.0
 
 
 def dice_loss_matrix(probs: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -99,10 +105,15 @@ def image_loss(probs: torch.Tensor, truth: torch.Tensor, config: LossConfig) -> 
 
 
 def batch_losses(
-    probs: torch.Tensor, truth: torch.Tensor, counts: torch.Tensor, config: LossConfig
+    probs: torch.Tensor,
+    truth: torch.Tensor,
+    counts: torch.Tensor,
+    config: LossConfig,
+    avoid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B,) loss of each image: ``probs`` (B, P, H, W) in [0, 1]; ``truth`` (B, T_max, H, W) zero-padded;
-    ``counts`` (B,) how many leading masks of each image are real.
+    ``counts`` (B,) how many leading masks of each image are real; ``avoid`` (B, H, W) the pixels
+    of drawn distractors, for ``config.distractor_weight`` (required when it is > 0).
 
     All pair costs of the batch are formed at once and cross to the host in one transfer for the
     matching, so a GPU step waits for the host once per batch rather than once per image.
@@ -157,14 +168,24 @@ def batch_losses(
     if config.union_weight > 0:
         union_dice = pair_dice_loss(p.amax(1)[:, None], lines[:, None], config.smooth)[:, 0, 0]
         losses = losses + config.union_weight * union_dice
+    if config.distractor_weight > 0:
+        if avoid is None:
+            raise ValueError("distractor_weight > 0 needs the samples' distractor pixels (distractor_px > 0)")
+        a = avoid.flatten(1).to(p.dtype)
+        marked = (probs.flatten(2).amax(1) * a).sum(1) / a.sum(1).clamp(min=1)
+        losses = losses + config.distractor_weight * marked
     if weight is not None:  # nothing labelled: nothing to score (keeps the graph)
         losses = torch.where(counts.to(losses.device) > 0, losses, p.sum((1, 2)) * 0.0)
     return losses
 
 
 def matched_dice_loss(
-    logits: torch.Tensor, truth: torch.Tensor, counts: torch.Tensor, config: LossConfig
+    logits: torch.Tensor,
+    truth: torch.Tensor,
+    counts: torch.Tensor,
+    config: LossConfig,
+    avoid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Batch mean of the image losses: ``logits`` (B, P, H, W); ``truth`` (B, T_max, H, W) zero-padded,
-    ``counts`` (B,) how many leading masks of each image are real."""
-    return batch_losses(torch.sigmoid(logits), truth, counts, config).mean()
+    ``counts`` (B,) how many leading masks of each image are real; ``avoid`` as in ``batch_losses``."""
+    return batch_losses(torch.sigmoid(logits), truth, counts, config, avoid).mean()

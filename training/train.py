@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dislotrack.training.data import DataConfig, Sample, collate, training_samples
+from dislotrack.training.data import DataConfig, Sample, collate, collate_avoid, training_samples
 from dislotrack.training.loss import LossConfig, matched_dice_loss
 from dislotrack.training.metrics import MetricConfig, Summary, binarise, score_masks, summarise
 from dislotrack.training.model import ModelConfig, build_model
@@ -81,6 +81,12 @@ class TrainConfig:
     init: dict | None = None  # the weights training started from (file, sha256, their training), if any
     labelled: dict | None = None  # the real frames a fine-tune trains on (folder, names, lines), if any
 
+    def __post_init__(self) -> None:
+        if self.loss.distractor_weight > 0 and self.data.distractor_px <= 0:
+            raise ValueError(
+                "loss.distractor_weight > 0 needs data.distractor_px > 0 (the pixels it charges)"
+            )
+
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
@@ -130,8 +136,13 @@ class _Batches(torch.utils.data.IterableDataset):
         while True:
             batch = [next(samples) for _ in range(self.batch_size)]
             images, masks, counts = collate(batch, self.n_masks)
-            packed = np.packbits(masks, axis=-1)
-            yield torch.from_numpy(images), torch.from_numpy(packed), torch.from_numpy(counts)
+            out = (
+                torch.from_numpy(images),
+                torch.from_numpy(np.packbits(masks, axis=-1)),
+                torch.from_numpy(counts),
+            )
+            avoid = collate_avoid(batch)
+            yield out if avoid is None else (*out, torch.from_numpy(np.packbits(avoid, axis=-1)))
 
 
 def unpack_masks(packed: torch.Tensor, width: int) -> torch.Tensor:
@@ -145,12 +156,20 @@ def unpack_masks(packed: torch.Tensor, width: int) -> torch.Tensor:
     return bits.flatten(-2)[..., :width].bool()
 
 
-def on_device(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device):
-    """A loader batch (images, packed masks, counts) as the step uses it: images and unpacked masks on
-    ``device``, counts where they are (the matching reads them on the host)."""
-    images, packed, counts = batch
+def on_device(batch: tuple[torch.Tensor, ...], device: torch.device):
+    """A loader batch (images, packed masks, counts[, packed distractor pixels]) as the step uses it:
+    images, unpacked masks and distractor pixels on ``device`` (None when the batch carries none),
+    counts where they are (the matching reads them on the host)."""
+    images, packed, counts, *avoid = batch
     images = images.to(device, non_blocking=True)
-    return images, unpack_masks(packed.to(device, non_blocking=True), images.shape[-1]), counts
+    width = images.shape[-1]
+    masks = unpack_masks(packed.to(device, non_blocking=True), width)
+    return (
+        images,
+        masks,
+        counts,
+        (unpack_masks(avoid[0].to(device, non_blocking=True), width) if avoid else None),
+    )
 
 
 @dataclass
@@ -264,6 +283,7 @@ def validate(
 ) -> tuple[float, Summary]:
     """Mean matched-Dice loss and the metric summary on a fixed validation set: (image, masks) samples,
     or (image, masks, distractor axes) for synthetic ones (``validation_set``)."""
+    from dislotrack.training.data import distractor_band
     from dislotrack.training.evaluate import runtime_masks
 
     metric = metric or MetricConfig(iou_tolerance_px=config.val_iou_tolerance_px)
@@ -273,7 +293,11 @@ def validate(
         truth = torch.from_numpy(masks[None])
         p = torch.from_numpy(probs[None])
         logits = torch.logit(p.clamp(1e-6, 1 - 1e-6))
-        losses.append(float(matched_dice_loss(logits, truth, torch.tensor([len(masks)]), config.loss)))
+        avoid = None
+        if config.loss.distractor_weight > 0:
+            band = distractor_band(axes[0], masks, config.data) if axes else np.zeros(masks.shape[1:], bool)
+            avoid = torch.from_numpy(band[None])
+        losses.append(float(matched_dice_loss(logits, truth, torch.tensor([len(masks)]), config.loss, avoid)))
         if config.val_lines:
             pred = runtime_masks(probs, metric.threshold)
         else:
@@ -438,10 +462,10 @@ def train(
         losses = []
         bar = _progress(config.steps_per_epoch, f"epoch {state['epoch'] + 1}/{config.epochs}")
         for _ in range(config.steps_per_epoch):
-            images, masks, counts = on_device(next(batches), device)
+            images, masks, counts, avoid = on_device(next(batches), device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state["step"], config, time.perf_counter() - started)
-            loss = matched_dice_loss(forward(net, images, config), masks, counts, config.loss)
+            loss = matched_dice_loss(forward(net, images, config), masks, counts, config.loss, avoid)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

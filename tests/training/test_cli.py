@@ -97,3 +97,18 @@ def test_validation_by_the_runtimes_lines_is_a_train_option():
     for argv, by_lines in ((["train", "--out", "r"], False), (["train", "--out", "r", "--val-lines"], True)):
         config = _loop_config(parser.parse_args(argv), DataConfig(), ModelConfig())
         assert config.val_lines is by_lines and config.val_iou_tolerance_px == 0  # synthetic: exact
+
+
+@pytest.mark.train
+def test_distractor_term_is_off_by_default_and_its_band_follows_it():
+    from dislotrack.cli.main import build_parser
+    from dislotrack.training.cli import _distractor_px
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--out", "r"])
+    assert args.distractor_weight == 0.0 and _distractor_px(args) == 0  # samples carry no band
+    args = parser.parse_args(["train", "--out", "r", "--distractor-weight", "1", "--distractor-px", "4"])
+    assert _distractor_px(args) == 4
+    args.distractor_px = 0
+    with pytest.raises(ValueError, match="--distractor-px"):
+        _distractor_px(args)

@@ -182,3 +182,69 @@ def test_compression_adds_the_block_edges_of_recorded_video_and_only_when_asked(
     a = photometric(image, np.random.default_rng(2), AugmentConfig())
     b = photometric(image, np.random.default_rng(2), replace(AugmentConfig(), compress_quality=(5, 5)))
     assert np.array_equal(a, b)
+
+
+def test_distractor_pixels_are_cut_and_turned_with_the_image_and_leave_the_stream_alone():
+    """The plane of pixels to avoid follows the image through every crop and turn, and carrying it
+    changes none of the random draws: the images and masks are those of a run without it."""
+    from dataclasses import replace
+
+    image, masks = _sample(np.random.default_rng(6))
+    avoid = image > 0.5  # the background: a plane each of whose pixels can be checked on the image
+    config = DataConfig(crop=(48, 48), augment=replace(AugmentConfig.off(), flips=True, rot90=True))
+    with_avoid, without = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(10):
+        img, m, a = prepare(image, masks, with_avoid, config, avoid)
+        img0, m0 = prepare(image, masks, without, config)
+        assert np.array_equal(img, img0) and np.array_equal(m, m0)
+        assert np.array_equal(a, img > 0.5)
+
+
+def test_distractor_band_widens_the_axes_and_spares_the_true_lines():
+    from dislotrack.training.data import distractor_band
+
+    axes = {k: np.zeros((40, 40), bool) for k in ("slip_traces", "tangles", "grain_boundaries")}
+    axes["slip_traces"][20, :] = True  # a trace across the image
+    axes["tangles"][5, :] = True  # a kind left out by default
+    masks = np.zeros((1, 40, 40), bool)
+    masks[0, 10:30, 30:32] = True  # a line crossing the trace
+    band = distractor_band(axes, masks, DataConfig(distractor_px=2))
+    assert band[18:23, :25].all() and not band[:17].any() and not band[24:].any()
+    assert not band[:, 28:34].any()  # 2 px either side of the line are spared
+    assert distractor_band(axes, masks[:0], DataConfig(distractor_px=1))[19:22].all()
+    with_tangles = distractor_band(axes, masks, DataConfig(distractor_px=1, distractor_kinds=("tangles",)))
+    assert with_tangles[4:7].all() and not with_tangles[19:22].any()
+    with pytest.raises(ValueError, match="distractor_px"):
+        DataConfig(distractor_px=-1)
+
+
+def test_synthetic_samples_carry_the_drawn_slip_traces_only_when_asked():
+    from dislotrack.runtime.synth import iter_samples
+    from dislotrack.training.data import distractor_band, synthetic_images
+
+    config = DataConfig(preset="m2-trace", gen_size=(128, 128), distractor_px=2)
+    image, masks, avoid = next(synthetic_images(config, seed=4))
+    drawn = next(iter_samples(preset="m2-trace", seed=4, size=(128, 128)))
+    assert np.array_equal(image, drawn.image.astype(np.float32))
+    assert np.array_equal(avoid, distractor_band(drawn.distractor_axes(), masks, config)) and avoid.any()
+    assert len(next(synthetic_images(DataConfig(preset="m2-trace", gen_size=(128, 128)), seed=4))) == 2
+
+
+def test_batches_carry_distractor_pixels_packed_and_zero_for_samples_without_them() -> None:
+    import torch
+
+    from dislotrack.training.data import collate_avoid
+    from dislotrack.training.train import _Batches, on_device
+
+    rng = np.random.default_rng(10)
+    plain = (rng.random((32, 37)).astype(np.float32), rng.random((2, 32, 37)) < 0.3)
+    marked = (*plain, rng.random((32, 37)) < 0.5)
+    assert collate_avoid([plain, plain]) is None
+    threads = torch.get_num_threads()
+    try:
+        batch = next(iter(_Batches(lambda seed: iter([marked, plain]), 0, 2, n_masks=3)))
+    finally:
+        torch.set_num_threads(threads)
+    _, masks, counts, avoid = on_device(batch, torch.device("cpu"))
+    assert avoid.dtype == torch.bool and np.array_equal(avoid[0].numpy(), marked[2]) and not avoid[1].any()
+    assert counts.tolist() == [2, 2] and masks.shape == (2, 3, 32, 37)

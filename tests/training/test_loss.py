@@ -191,3 +191,31 @@ def test_a_batch_scores_each_image_as_alone_whatever_the_padding(empty, ignore_b
     alone = [image_loss(torch.sigmoid(logits[b]), truth[b, :n], config) for b, n in enumerate(counts)]
     assert float(batch) == pytest.approx(float(torch.stack(alone).mean()), rel=1e-6)
     assert len({round(float(x), 6) for x in alone}) == len(counts)  # the images really differ
+
+
+def test_distractor_term_charges_marking_a_drawn_trace_and_nothing_else() -> None:
+    import torch
+
+    from dislotrack.training.loss import LossConfig, image_loss, matched_dice_loss
+
+    truth, clean = _one_line(4, 64, slice(10, 13), slice(5, 60))
+    avoid = torch.zeros(1, 64, 64, dtype=torch.bool)
+    avoid[0, 40:44, :] = True  # a drawn trace, 4 px wide
+    on_trace = clean.clone()
+    on_trace[2, 40:44, :32] = 0.8  # a spare channel marks half of it
+    elsewhere = clean.clone()
+    elsewhere[2, 50:54, :32] = 0.8  # the same false line away from every trace
+    plain, charged = LossConfig(), LossConfig(distractor_weight=2.0)
+
+    def loss(probs, config):
+        return float(
+            matched_dice_loss(
+                torch.logit(probs[None].clamp(1e-6, 1 - 1e-6)), truth[None], torch.tensor([1]), config, avoid
+            )
+        )
+
+    assert loss(on_trace, charged) - loss(on_trace, plain) == pytest.approx(2.0 * 0.8 * 0.5, abs=1e-3)
+    assert loss(elsewhere, charged) - loss(elsewhere, plain) == pytest.approx(0.0, abs=1e-4)
+    assert loss(clean, charged) == pytest.approx(loss(clean, plain), abs=1e-4)
+    with pytest.raises(ValueError, match="distractor pixels"):
+        image_loss(on_trace, truth, charged)

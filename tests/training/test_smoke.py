@@ -211,3 +211,24 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
     info.write_text("processor\t: 0\n")  # no flags line (not x86)
     assert cpu_has_native_bf16(info) is None
     assert cpu_has_native_bf16(tmp_path / "absent") is None
+
+
+def test_training_with_the_distractor_term_runs_and_resumes_with_its_band(tiny_run, tmp_path):
+    from dislotrack.training.train import TrainConfig, load_checkpoint, train
+
+    base = json.loads((tiny_run / "config.json").read_text())
+    base["data"]["preset"] = "m2-trace"
+    with pytest.raises(ValueError, match="distractor_px"):
+        TrainConfig.from_dict({**base, "loss": {**base["loss"], "distractor_weight": 1.0}})
+    d = {
+        **base,
+        "out_dir": str(tmp_path / "run"),
+        "loss": {**base["loss"], "distractor_weight": 1.0},
+        "data": {**base["data"], "distractor_px": 2, "distractor_kinds": ["slip_traces"]},
+    }
+    config = TrainConfig.from_dict(d)
+    run = train(config)
+    again = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert again == config and again.data.distractor_kinds == ("slip_traces",)
+    train(TrainConfig.from_dict({**d, "epochs": 2}), resume=True)
+    assert load_checkpoint(run / "last.pt")["state"]["step"] == 4
