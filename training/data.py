@@ -98,18 +98,11 @@ class DataConfig:
             raise ValueError(f"distractor_px must be >= 0, got {self.distractor_px}")
 
 
-def random_crop(
-    image: np.ndarray, masks: np.ndarray, size: tuple[int, int], rng: np.random.Generator, min_mask_px: int
-) -> Sample:
-    """Crop image and masks alike (padding by reflection when the image is smaller than ``size``)."""
-    image, masks = crop_planes(image, masks, size, rng)
-    return image, keep_visible(masks, min_mask_px)
-
-
 def crop_planes(
     image: np.ndarray, planes: np.ndarray, size: tuple[int, int], rng: np.random.Generator
 ) -> Sample:
-    """One random crop of ``image`` and of every (H, W) plane of ``planes`` (planes padded with 0)."""
+    """The same random crop of ``image`` and of every (H, W) plane of ``planes`` (masks, pixels to
+    avoid); an image smaller than ``size`` is padded by reflection, its planes with 0."""
     image, planes = _pad_to(image, planes, size)
     h, w = image.shape
     ch, cw = size
