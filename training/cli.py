@@ -166,6 +166,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start from these weights (.onnx with its .safetensors, .safetensors, .pt or run folder) "
         "instead of a random initialisation; the architecture options must match them",
     )
+    train.add_argument(
+        "--init-partial",
+        action="store_true",
+        help="with --init: load only the tensors whose names and shapes fit the network the options "
+        "ask for (a wider decoder stage, another --n-masks); the rest start at random",
+    )
 
     fine = actions.add_parser("finetune", help="fine-tune a trained model on a few labelled real frames")
     fine.set_defaults(func=_run_finetune)
@@ -343,10 +349,17 @@ def _run_train(args: argparse.Namespace) -> int:
         from dislotrack.training.export import init_record, load_weights
 
         weights = load_weights(args.init)
-        if not weights.model.same_weights(model):
-            raise ValueError(f"--init {args.init} is a {weights.model}, the options ask for a {model}")
+        if not args.init_partial and not weights.model.same_weights(model):
+            raise ValueError(
+                f"--init {args.init} is a {weights.model}, the options ask for a {model} "
+                "(--init-partial loads what fits)"
+            )
         init = weights.state
-        config = dataclasses.replace(config, init=init_record(args.init, weights))
+        config = dataclasses.replace(
+            config, init=init_record(args.init, weights), init_partial=args.init_partial
+        )
+    elif args.init_partial:
+        raise ValueError("--init-partial needs --init (the weights to load from)")
     out = train(config, resume=args.resume, init_weights=init)
     print(f"run folder: {out} (best.pt, last.pt, history.csv, history.png)")
     return 0

@@ -126,6 +126,44 @@ def build_model(config: ModelConfig) -> nn.Module:
     )
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What ``load_matching`` did: tensors embedded in a resized one, tensors left as built."""
+
+    resized: list[str]
+    fresh: list[str]
+
+
+def load_matching(net: nn.Module, state: dict[str, torch.Tensor]) -> Loaded:
+    """Load ``state`` into a network whose decoder stages or N differ from the one that learned it.
+
+    Tensors of the same name and shape are copied. A tensor that grew or shrank keeps the trained
+    values where the two overlap (the first channels); a convolution's added input channels start at
+    zero, so where the added channels are the last of its input (the final decoder stages, the head)
+    the wider network computes what the trained one did and learns from there. The encoder must fit
+    whole: a head or a decoder block that happens to fit another encoder's network is no start."""
+    own = net.state_dict()
+    loaded, resized, fresh = {}, [], []
+    for name, built in own.items():
+        trained = state.get(name)
+        if trained is None or trained.dim() != built.dim():
+            fresh.append(name)
+        elif trained.shape == built.shape:
+            loaded[name] = trained
+        else:
+            t = built.clone()
+            if t.dim() == 4 and t.shape[1] > trained.shape[1]:
+                t[:, trained.shape[1] :] = 0
+            overlap = tuple(slice(0, min(a, b)) for a, b in zip(t.shape, trained.shape))
+            t[overlap] = trained[overlap].to(t.dtype)
+            loaded[name] = t
+            resized.append(name)
+    if any(k.startswith("encoder.") for k in fresh + resized):
+        raise ValueError("the given weights' encoder does not fit this network's (another encoder or depth)")
+    net.load_state_dict(loaded, strict=False)
+    return Loaded(resized=resized, fresh=fresh)
+
+
 class ProbsModel(nn.Module):
     """Wraps the logit network so the exported graph outputs probabilities in [0, 1]."""
 

@@ -24,7 +24,7 @@ import torch
 from dislotrack.training.data import DataConfig, Sample, collate, collate_avoid, training_samples
 from dislotrack.training.loss import LossConfig, matched_dice_loss
 from dislotrack.training.metrics import MetricConfig, Summary, binarise, score_masks, summarise
-from dislotrack.training.model import ModelConfig, build_model
+from dislotrack.training.model import ModelConfig, build_model, load_matching
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class TrainConfig:
     freeze_encoder: bool = False
     out_dir: str = "runs/train"
     init: dict | None = None  # the weights training started from (file, sha256, their training), if any
+    init_partial: bool = False  # start from the init weights that fit the network, the rest as built
     labelled: dict | None = None  # the real frames a fine-tune trains on (folder, names, lines), if any
 
     def __post_init__(self) -> None:
@@ -421,7 +422,11 @@ def train(
         log.warning("--bf16 on a CPU without AMX-BF16 or AVX512-BF16: emulated, slower than float32")
     if config.bf16:
         net = net.to(memory_format=torch.channels_last)
-    if init_weights is not None:
+    if init_weights is not None and config.init_partial:
+        loaded = load_matching(net, init_weights)
+        log.info("init weights resized: %s; started as built: %s", loaded.resized, loaded.fresh)
+        config = replace(config, init={**(config.init or {}), **asdict(loaded)})
+    elif init_weights is not None:
         net.load_state_dict(init_weights)
     if config.freeze_encoder:
         net.encoder.requires_grad_(False)

@@ -185,6 +185,88 @@ def test_init_weights_of_another_architecture_is_a_one_line_error(tiny_model, tm
     assert "--init" in err and "\n" not in err
 
 
+def _tiny(**kw):
+    from dislotrack.training.model import ModelConfig
+
+    return ModelConfig(
+        **{"encoder": "resnet18", "n_masks": 4, "encoder_depth": 3, "decoder_channels": (16, 16, 8), **kw}
+    )
+
+
+def test_a_wider_last_stage_starts_as_the_trained_network_and_keeps_every_trained_value():
+    import torch
+
+    from dislotrack.training.model import build_model, load_matching
+
+    torch.manual_seed(0)
+    trained = build_model(_tiny()).eval()
+    wider = build_model(_tiny(decoder_channels=(16, 16, 24), n_masks=6))
+    built = {k: v.clone() for k, v in wider.state_dict().items()}
+    loaded = load_matching(wider, trained.state_dict())
+    assert loaded.fresh == []
+    assert loaded.resized and not any(k.startswith("encoder.") for k in loaded.resized)
+    assert any(k.startswith("segmentation_head.") for k in loaded.resized)
+    old, new = trained.state_dict(), wider.state_dict()
+    for k, v in new.items():
+        if k not in loaded.resized:
+            assert torch.equal(v, old[k]), k
+            continue
+        overlap = tuple(slice(0, n) for n in old[k].shape)
+        assert torch.equal(v[overlap], old[k]), k
+    head = "segmentation_head.0.weight"
+    assert torch.equal(new[head][4:, :8], built[head][4:, :8])  # added masks start as built
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(wider.eval()(x)[:, :4], trained(x), atol=1e-5)
+    with pytest.raises(ValueError, match="encoder does not fit"):
+        load_matching(build_model(_tiny(encoder="mobilenet_v2", encoder_depth=3)), old)
+
+
+def test_a_wider_decoder_trains_from_the_weights_that_fit_and_records_the_rest(
+    tiny_run, tiny_model, tmp_path
+):
+    from dislotrack.training.export import init_record, load_weights, ship
+    from dislotrack.training.train import TrainConfig, train
+
+    start = load_weights(tiny_model)
+    config = TrainConfig.from_dict(json.loads((tiny_run / "config.json").read_text()))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        train(
+            TrainConfig.from_dict(
+                {
+                    **config.to_dict(),
+                    "out_dir": str(tmp_path / "strict"),
+                    "model": _tiny(decoder_channels=(16, 16, 24)).to_dict(),
+                }
+            ),
+            init_weights=start.state,
+        )
+    config = TrainConfig.from_dict(
+        {
+            **config.to_dict(),
+            "out_dir": str(tmp_path / "run"),
+            "model": _tiny(decoder_channels=(16, 16, 24)).to_dict(),
+            "init": init_record(tiny_model, start),
+            "init_partial": True,
+        }
+    )
+    run = train(config, init_weights=start.state)
+    init = json.loads((run / "config.json").read_text())["init"]
+    assert init["fresh"] == []
+    resized = init["resized"]
+    assert resized and all(k.startswith(("decoder.blocks.x_0_2.", "segmentation_head.")) for k in resized)
+    card = ship(load_weights(run), tmp_path / "models", "wider", default=False)
+    assert card["training"]["initialised_from"]["resized"] == resized
+
+
+def test_init_partial_without_init_is_a_one_line_error(tmp_path, capsys):
+    from dislotrack.cli.main import main
+
+    assert main(["train", "--init-partial", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--init-partial needs --init" in err and "\n" not in err
+
+
 def test_learning_rate_decays_over_the_time_budget_when_it_runs_out_first():
     from dislotrack.training.train import TrainConfig, lr_at
 
