@@ -6,8 +6,9 @@ do not separate the two, no term on its output can; a larger or differently trai
 then worth training only if its features separate them better. This script measures that on
 held-out synthetic images, where the generator knows every line and every trace:
 
-- pixels: the true line pixels, and the axis pixels of slip traces at least ``--min-contrast`` deep
-  (visible ones), less those within 3 px of a line; up to ``--pixels`` of each per image;
+- pixels: the true line pixels, and the axis pixels of dark slip traces at least ``--min-depth``
+  deep (fractional darkening; light traces look nothing like a dislocation), less those within 3 px
+  of a line; up to ``--pixels`` of each per image;
 - per layer group: each pixel's features (every encoder stage and decoder block output, sampled
   bilinearly at the pixel), a logistic regression fitted on the first half of the images and
   scored on the other half by ROC AUC (0.5: no better than chance; 1: perfectly apart);
@@ -16,7 +17,7 @@ held-out synthetic images, where the generator knows every line and every trace:
 
 Usage (torch needed, ``train`` extra):
 
-    python scripts/probe_features.py MODEL [--preset m2-trace] [--images 24] [--size 256] [--json OUT]
+    python scripts/probe_features.py MODEL [--preset m2-trace] [--images 48] [--size 256] [--json OUT]
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ def auc(line: np.ndarray, trace: np.ndarray) -> float:
     return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n2))
 
 
-def probe_pixels(sample, min_contrast: float, per_class: int, rng: np.random.Generator):
-    """(ys, xs, is_line) of sampled line pixels and visible-trace axis pixels of one sample."""
+def probe_pixels(sample, min_depth: float, per_class: int, rng: np.random.Generator):
+    """(ys, xs, is_line) of sampled line pixels and dark-trace axis pixels of one sample."""
     lines = sample.masks.astype(bool).any(0) if len(sample.masks) else np.zeros(sample.image.shape, bool)
     traces = sample.params["sampled"]["distractors"]["traces"]
-    visible = [t for t in traces if t["contrast"] >= min_contrast]
+    visible = [t for t in traces if -t["contrast"] >= min_depth]  # the generator's dark traces are < 0
     shown = dict(sample.params["sampled"]["distractors"], traces=visible, tangles=[], boundaries=[])
     axis = distractor_axes(shown, sample.image.shape)["slip_traces"]
     axis &= ~ndimage.maximum_filter(lines, size=2 * LINE_MARGIN_PX + 1)
@@ -99,7 +100,7 @@ def sample_at(maps: dict[str, torch.Tensor], ys, xs, shape) -> dict[str, np.ndar
     return out
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 200):
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 200):
     """Standardised logistic regression (L-BFGS); returns a scoring function."""
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.as_tensor((x - mean) / std, dtype=torch.float64)
@@ -132,10 +133,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="weights: .safetensors, .pt, run folder, or .onnx with its .safetensors")
     p.add_argument("--preset", default="m2-trace")
-    p.add_argument("--images", type=int, default=24, help="held-out images (half fit, half score)")
+    p.add_argument("--images", type=int, default=48, help="held-out images (half fit, half score)")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--pixels", type=int, default=400, help="pixels of each class per image")
-    p.add_argument("--min-contrast", type=float, default=0.1, help="slip traces at least this deep count")
+    p.add_argument(
+        "--min-depth",
+        type=float,
+        default=0.15,
+        help="dark slip traces at least this deep count (m2: lines 0.15-0.5)",
+    )
+    p.add_argument("--l2", type=float, default=1e-2, help="weight penalty of the fit (standardised features)")
     p.add_argument("--seed", type=int, default=PROBE_SEED)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None, help="also write the figures here")
@@ -151,7 +158,7 @@ def main(argv=None) -> int:
         if len(rows) == args.images:
             break
         sample = next(stream)
-        ys, xs, is_line = probe_pixels(sample, args.min_contrast, args.pixels, rng)
+        ys, xs, is_line = probe_pixels(sample, args.min_depth, args.pixels, rng)
         if is_line.sum() == 0 or (1 - is_line).sum() == 0:
             continue  # an image without lines or without a visible trace says nothing here
         image = torch.as_tensor(sample.image, dtype=torch.float32)[None, None]
@@ -176,18 +183,28 @@ def main(argv=None) -> int:
     figures: dict[str, dict[str, float]] = {}
     for label, members in groups.items():
         if members is None:
-            score, dims = out_scores, 0
+            score, dims, fitted = out_scores, 0, None
         else:
             x_fit, x_test = stacked(fit_rows, members), stacked(test_rows, members)
-            score, dims = fit_logistic(x_fit, y_fit)(x_test), x_fit.shape[1]
-        figures[label] = {"auc": auc(score[y_test == 1], score[y_test == 0]), "channels": dims}
+            model = fit_logistic(x_fit, y_fit, l2=args.l2)
+            score, dims = model(x_test), x_fit.shape[1]
+            seen = model(x_fit)
+            fitted = auc(seen[y_fit == 1], seen[y_fit == 0])
+        figures[label] = {
+            "auc": auc(score[y_test == 1], score[y_test == 0]),
+            "auc_fitted_images": fitted,
+            "channels": dims,
+        }
     print(
         f"{Path(args.model).name}: {args.preset}, {len(rows)} images of {args.size}² "
         f"({len(y_fit)} pixels fitted, {len(y_test)} scored: {int(y_test.sum())} line, "
         f"{int((1 - y_test).sum())} trace)"
     )
     for label, f in figures.items():
-        print(f"  {label:46s} AUC {f['auc']:.3f}  ({f['channels']} channels)")
+        on_fit = (
+            "" if f["auc_fitted_images"] is None else f", {f['auc_fitted_images']:.3f} on the fitted images"
+        )
+        print(f"  {label:46s} AUC {f['auc']:.3f}  ({f['channels']} channels{on_fit})")
     if args.json:
         Path(args.json).write_text(
             json.dumps({"model": str(args.model), "preset": args.preset, **figures}, indent=1)

@@ -46,12 +46,14 @@ def test_probe_pixels_are_line_pixels_and_dark_trace_axes_away_from_lines(probe)
     lines = sample.masks.any(0)
     assert lines[ys[is_line == 1], xs[is_line == 1]].all()
     d = sample.params["sampled"]["distractors"]
-    dark = dict(d, traces=[t for t in d["traces"] if t["contrast"] >= 0.1])
+    dark = dict(d, traces=[t for t in d["traces"] if t["contrast"] <= -0.1])
     axis = distractor_axes(dark, sample.image.shape)["slip_traces"]
     t = is_line == 0
     assert axis[ys[t], xs[t]].all()
     near = ndimage.maximum_filter(lines, size=2 * probe.LINE_MARGIN_PX + 1)
     assert not near[ys[t], xs[t]].any()
+    background = ndimage.median_filter(sample.image, 21)
+    assert np.median(background[ys[t], xs[t]] - sample.image[ys[t], xs[t]]) > 0.01  # dark, not light
     assert is_line.sum() <= 50 and t.sum() <= 50
 
 
