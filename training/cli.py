@@ -169,8 +169,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--init-partial",
         action="store_true",
-        help="with --init: load only the tensors whose names and shapes fit the network the options "
-        "ask for (a wider decoder stage, another --n-masks); the rest start at random",
+        help="with --init: seed a network whose decoder stages or --n-masks differ (same encoder): "
+        "tensors that fit are copied, resized ones keep their trained first channels (added input "
+        "channels start at zero), anything else starts at random; the card lists what was resized",
     )
 
     fine = actions.add_parser("finetune", help="fine-tune a trained model on a few labelled real frames")

@@ -154,7 +154,7 @@ def load_matching(net: nn.Module, state: dict[str, torch.Tensor]) -> Loaded:
             t = built.clone()
             if t.dim() == 4 and t.shape[1] > trained.shape[1]:
                 t[:, trained.shape[1] :] = 0
-            overlap = tuple(slice(0, min(a, b)) for a, b in zip(t.shape, trained.shape))
+            overlap = tuple(slice(0, min(a, b)) for a, b in zip(t.shape, trained.shape, strict=True))
             t[overlap] = trained[overlap].to(t.dtype)
             loaded[name] = t
             resized.append(name)
