@@ -126,7 +126,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 20
 
 def stacked(rows, members: list[str]) -> np.ndarray:
     """(pixels, channels): the chosen maps' features of every row's pixels, side by side."""
-    return np.concatenate([np.concatenate([r[1][m] for m in members], 1) for r in rows])
+    return np.concatenate([np.concatenate([r[0][m] for m in members], 1) for r in rows])
 
 
 def main(argv=None) -> int:
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     net = weights.network()
     taps = Taps(net)
     rng = np.random.default_rng(args.seed)
-    rows: list[tuple[int, dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+    rows: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []  # features, output, is_line
     stream = iter_samples(preset=args.preset, seed=args.seed, size=(args.size, args.size))
     for _ in range(20 * args.images):
         if len(rows) == args.images:
@@ -165,13 +165,15 @@ def main(argv=None) -> int:
         with torch.no_grad():
             prob = torch.sigmoid(net(normalise(image, weights.model))).amax(1)[0].numpy()
         feats = sample_at(taps.maps, ys, xs, sample.image.shape)
-        rows.append((len(rows), feats, prob[ys, xs], is_line))
+        rows.append((feats, prob[ys, xs], is_line))
+    if len(rows) < 2:
+        raise SystemExit(f"{args.preset}: under 2 images with both lines and dark slip traces to probe")
     half = len(rows) // 2
     fit_rows, test_rows = rows[:half], rows[half:]
-    y_fit = np.concatenate([r[3] for r in fit_rows])
-    y_test = np.concatenate([r[3] for r in test_rows])
-    out_scores = np.concatenate([r[2] for r in test_rows])
-    names = list(rows[0][1])
+    y_fit = np.concatenate([r[2] for r in fit_rows])
+    y_test = np.concatenate([r[2] for r in test_rows])
+    out_scores = np.concatenate([r[1] for r in test_rows])
+    names = list(rows[0][0])
     last = f"decoder.x_0_{len(weights.model.decoder_channels) - 1}"
     groups = {
         "output (highest mask probability, no fit)": None,
