@@ -34,7 +34,7 @@ from scipy.stats import rankdata
 from dislotrack.runtime.synth import iter_samples
 from dislotrack.runtime.synth.scene import distractor_axes
 from dislotrack.training.export import load_weights
-from dislotrack.training.model import normalise
+from dislotrack.training.train import predict_probs
 
 PROBE_SEED = 314_159_261  # held out: no training stream or validation set uses it
 LINE_MARGIN_PX = 3
@@ -161,9 +161,8 @@ def main(argv=None) -> int:
         ys, xs, is_line = probe_pixels(sample, args.min_depth, args.pixels, rng)
         if is_line.sum() == 0 or (1 - is_line).sum() == 0:
             continue  # an image without lines or without a visible trace says nothing here
-        image = torch.as_tensor(sample.image, dtype=torch.float32)[None, None]
-        with torch.no_grad():
-            prob = torch.sigmoid(net(normalise(image, weights.model))).amax(1)[0].numpy()
+        with torch.no_grad():  # the taps keep this one image's maps
+            prob = next(predict_probs(net, [sample.image], weights.model, batch_size=1)).max(0)
         feats = sample_at(taps.maps, ys, xs, sample.image.shape)
         rows.append((feats, prob[ys, xs], is_line))
     if len(rows) < 2:
