@@ -185,22 +185,24 @@ def test_init_weights_of_another_architecture_is_a_one_line_error(tiny_model, tm
     assert "--init" in err and "\n" not in err
 
 
-def _tiny(**kw):
-    from dislotrack.training.model import ModelConfig
+def _tiny_config(tiny_run):
+    from dislotrack.training.train import TrainConfig
 
-    return ModelConfig(
-        **{"encoder": "resnet18", "n_masks": 4, "encoder_depth": 3, "decoder_channels": (16, 16, 8), **kw}
-    )
+    return TrainConfig.from_dict(json.loads((tiny_run / "config.json").read_text()))
 
 
-def test_a_wider_last_stage_starts_as_the_trained_network_and_keeps_every_trained_value():
+def test_a_wider_last_stage_starts_as_the_trained_network_and_keeps_every_trained_value(tiny_run):
+    from dataclasses import replace
+
     import torch
 
     from dislotrack.training.model import build_model, load_matching
 
+    tiny = _tiny_config(tiny_run).model
+    assert tiny.decoder_channels == (16, 16, 8) and tiny.n_masks == 4
     torch.manual_seed(0)
-    trained = build_model(_tiny()).eval()
-    wider = build_model(_tiny(decoder_channels=(16, 16, 24), n_masks=6))
+    trained = build_model(tiny).eval()
+    wider = build_model(replace(tiny, decoder_channels=(16, 16, 24), n_masks=6))
     built = {k: v.clone() for k, v in wider.state_dict().items()}
     loaded = load_matching(wider, trained.state_dict())
     assert loaded.fresh == []
@@ -219,24 +221,27 @@ def test_a_wider_last_stage_starts_as_the_trained_network_and_keeps_every_traine
     with torch.no_grad():
         assert torch.allclose(wider.eval()(x)[:, :4], trained(x), atol=1e-5)
     with pytest.raises(ValueError, match="encoder does not fit"):
-        load_matching(build_model(_tiny(encoder="mobilenet_v2", encoder_depth=3)), old)
+        load_matching(build_model(replace(tiny, encoder="mobilenet_v2")), old)
 
 
 def test_a_wider_decoder_trains_from_the_weights_that_fit_and_records_the_rest(
     tiny_run, tiny_model, tmp_path
 ):
+    from dataclasses import replace
+
     from dislotrack.training.export import init_record, load_weights, ship
     from dislotrack.training.train import TrainConfig, train
 
     start = load_weights(tiny_model)
-    config = TrainConfig.from_dict(json.loads((tiny_run / "config.json").read_text()))
+    config = _tiny_config(tiny_run)
+    wider = replace(config.model, decoder_channels=(16, 16, 24)).to_dict()
     with pytest.raises(RuntimeError, match="size mismatch"):
         train(
             TrainConfig.from_dict(
                 {
                     **config.to_dict(),
                     "out_dir": str(tmp_path / "strict"),
-                    "model": _tiny(decoder_channels=(16, 16, 24)).to_dict(),
+                    "model": wider,
                 }
             ),
             init_weights=start.state,
@@ -245,7 +250,7 @@ def test_a_wider_decoder_trains_from_the_weights_that_fit_and_records_the_rest(
         {
             **config.to_dict(),
             "out_dir": str(tmp_path / "run"),
-            "model": _tiny(decoder_channels=(16, 16, 24)).to_dict(),
+            "model": wider,
             "init": init_record(tiny_model, start),
             "init_partial": True,
         }
