@@ -96,8 +96,8 @@ def _add_loop_args(
         "--distractor-px",
         type=int,
         default=3,
-        help="px either side of a drawn distractor's axis that --distractor-weight charges, less "
-        "those as near a true line (default %(default)s)",
+        help="px either side of a drawn distractor's axis that --distractor-weight charges and "
+        "--trace-weight marks, less those as near a true line (default %(default)s)",
     )
     g.add_argument(
         "--ignore-beyond",
@@ -159,6 +159,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="validate (and keep best.pt) by the runtime's lines, the figures `dislotrack evaluate` and "
         "the model card report, instead of the raw output channels (the papers' protocol)",
+    )
+    g.add_argument(
+        "--trace-weight",
+        type=float,
+        default=0.0,
+        help="train one more output channel to mark the slip traces and grain boundaries the generator "
+        "drew (the --distractor-px band), with a cross-entropy of this weight averaged over band, "
+        "line and other pixels separately; export cuts the channel off (0: off; default %(default)s)",
     )
     train.add_argument(
         "--init",
@@ -296,6 +304,7 @@ def _loop_config(args: argparse.Namespace, data, model):
             empty=args.empty,
             union_weight=args.union_weight,
             distractor_weight=args.distractor_weight,
+            trace_weight=getattr(args, "trace_weight", 0.0),
         ),
         data=data,
         batch_size=args.batch_size,
@@ -333,6 +342,7 @@ def _run_train(args: argparse.Namespace) -> int:
         n_masks=args.n_masks,
         decoder_channels=args.decoder_channels,
         local_contrast_px=args.local_contrast,
+        trace_channel=args.trace_weight > 0,
     )
     data = DataConfig(
         preset=args.preset,
@@ -350,15 +360,18 @@ def _run_train(args: argparse.Namespace) -> int:
         from dislotrack.training.export import init_record, load_weights
 
         weights = load_weights(args.init)
-        if not args.init_partial and not weights.model.same_weights(model):
+        # a trace channel added to weights that fit otherwise: the masks load, the channel starts as built
+        adds_trace = model.trace_channel and weights.model.same_weights(
+            dataclasses.replace(model, trace_channel=weights.model.trace_channel)
+        )
+        partial = args.init_partial or adds_trace
+        if not partial and not weights.model.same_weights(model):
             raise ValueError(
                 f"--init {args.init} is a {weights.model}, the options ask for a {model} "
                 "(--init-partial loads what fits)"
             )
         init = weights.state
-        config = dataclasses.replace(
-            config, init=init_record(args.init, weights), init_partial=args.init_partial
-        )
+        config = dataclasses.replace(config, init=init_record(args.init, weights), init_partial=partial)
     elif args.init_partial:
         raise ValueError("--init-partial needs --init (the weights to load from)")
     out = train(config, resume=args.resume, init_weights=init)
@@ -373,10 +386,14 @@ def _augment(args: argparse.Namespace):
 
 
 def _distractor_px(args: argparse.Namespace) -> int:
-    """The band the distractor term charges; samples carry none (and cost nothing) when it is off."""
-    if args.distractor_weight > 0 and args.distractor_px <= 0:
-        raise ValueError("--distractor-weight needs --distractor-px > 0")
-    return args.distractor_px if args.distractor_weight > 0 else 0
+    """The band the distractor term charges and the trace channel marks; samples carry none (and
+    cost nothing) when neither is on."""
+    used = [
+        f"--{n.replace('_', '-')}" for n in ("distractor_weight", "trace_weight") if getattr(args, n, 0) > 0
+    ]
+    if used and args.distractor_px <= 0:
+        raise ValueError(f"{' and '.join(used)} needs --distractor-px > 0")
+    return args.distractor_px if used else 0
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
@@ -387,7 +404,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     from dislotrack.training.finetune import finetune
 
     source = args.source or default_model_path()
-    weights = load_weights(source)
+    weights = load_weights(source).masks_only()  # real frames have no drawn traces to mark
     frames = load_labelled(args.images, args.masks, args.labelme, args.line_width)
     frames = frames[: args.first] if args.first else frames
     data = DataConfig(

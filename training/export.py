@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dislotrack.training.model import ModelConfig, ProbsModel, build_model
+from dislotrack.training.model import ModelConfig, ProbsModel, build_model, without_trace_channel
 from dislotrack.training.train import hardware
 
 METADATA_KEY = "dislotrack"
@@ -42,6 +42,11 @@ class Weights:
         net = build_model(self.model)
         net.load_state_dict(self.state)
         return net.eval()
+
+    def masks_only(self) -> Weights:
+        """These weights without the trace channel, if they were trained with one: what is shipped."""
+        model, state = without_trace_channel(self.model, self.state)
+        return self if model is self.model else Weights(model, state, self.info)
 
     @property
     def preset(self) -> str:
@@ -203,8 +208,10 @@ def export_onnx(
 ) -> float:
     """Write ``out`` (ONNX with metadata) only if onnxruntime matches torch; returns the max |Δ|.
 
-    The reference is always the float32 torch model, also for ``half`` (fp16, for GPUs)."""
+    The reference is always the float32 torch model, also for ``half`` (fp16, for GPUs). A trace
+    channel is cut off first (``Weights.masks_only``)."""
     out = Path(out)
+    weights = weights.masks_only()
     net = weights.network()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "model.onnx"
@@ -301,7 +308,10 @@ def ship(
 ) -> dict:
     """Write ``<name>.onnx``, ``<name>.safetensors`` and the ``<name>.json`` card; returns the card.
 
-    With ``fp16_tolerance`` also ``<name>.fp16.onnx`` (GPU deployment), recorded in the card."""
+    With ``fp16_tolerance`` also ``<name>.fp16.onnx`` (GPU deployment), recorded in the card. All
+    three hold the N-mask network only: a trace channel is cut off (the card's loss still says it
+    was trained with one)."""
+    weights = weights.masks_only()
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = models_dir / f"{name}.onnx"

@@ -46,7 +46,12 @@ class LossConfig:
     ``distractor_weight`` > 0 adds that weight times the mean, over the pixels a sample marks as
     drawn distractors (slip traces, grain boundaries; ``DataConfig.distractor_px``), of the channels'
     maximum: it charges marking a trace where the generator drew one and nothing anywhere else, where
-    the union term's Dice charges every doubtful pixel of the image."""
+    the union term's Dice charges every doubtful pixel of the image.
+
+    ``trace_weight`` > 0 trains one more output channel, after the N masks
+    (``ModelConfig.trace_channel``), to mark those same distractor pixels and nothing else, with
+    ``trace_channel_loss``. The mask channels are not charged for the traces at all; the shared
+    features must carry what tells a trace from a line so that this channel can read it off."""
 
     matching: Matching = "optimal"
     empty_weight: float = 1.0
@@ -56,6 +61,7 @@ class LossConfig:
     empty_area_px: float = 200.0  # ``empty="area"``: added to the labelled area (images without lines)
     union_weight: float = 0.0
     distractor_weight: float = 0.0
+    trace_weight: float = 0.0
 
 
 def dice_loss_matrix(probs: torch.Tensor, truth: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -179,6 +185,20 @@ def batch_losses(
     return losses
 
 
+def trace_channel_loss(logits: torch.Tensor, lines: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the trace channel's ``logits`` (B, H, W) against the distractor
+    ``band`` (B, H, W), averaged separately over the band's pixels, the true ``lines``' pixels and
+    all the others, then summed. Averaged over all pixels together, the band and the lines (a few %
+    of a crop each) would count for little beside the background, and the channel would learn the
+    background; a class absent from the batch adds nothing."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, band.to(logits.dtype), reduction="none"
+    )
+    band, lines = band.bool(), lines.bool()
+    parts = (band, lines & ~band, ~(band | lines))
+    return sum(bce[m].mean() if m.any() else bce.sum() * 0.0 for m in parts)
+
+
 def matched_dice_loss(
     logits: torch.Tensor,
     truth: torch.Tensor,
@@ -187,5 +207,14 @@ def matched_dice_loss(
     avoid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Batch mean of the image losses: ``logits`` (B, P, H, W); ``truth`` (B, T_max, H, W) zero-padded,
-    ``counts`` (B,) how many leading masks of each image are real; ``avoid`` as in ``batch_losses``."""
-    return batch_losses(torch.sigmoid(logits), truth, counts, config, avoid).mean()
+    ``counts`` (B,) how many leading masks of each image are real; ``avoid`` as in ``batch_losses``.
+
+    With ``config.trace_weight`` > 0 the last of the P channels is the trace channel: the masks are
+    the P - 1 before it, and ``trace_channel_loss`` against ``avoid`` is added."""
+    if config.trace_weight <= 0:
+        return batch_losses(torch.sigmoid(logits), truth, counts, config, avoid).mean()
+    if avoid is None:
+        raise ValueError("trace_weight > 0 needs the samples' distractor pixels (distractor_px > 0)")
+    masks = batch_losses(torch.sigmoid(logits[:, :-1]), truth, counts, config, avoid).mean()
+    lines = truth.any(1) if truth.shape[1] else torch.zeros_like(avoid, dtype=torch.bool)
+    return masks + config.trace_weight * trace_channel_loss(logits[:, -1], lines, avoid)

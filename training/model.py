@@ -12,7 +12,7 @@ alike, so that the runtime feeds frames exactly as before.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -37,10 +37,16 @@ class ModelConfig:
     std: float = 0.25
     local_contrast_px: float = 0.0  # sigma of the local-contrast window (0: global normalisation only)
     local_contrast_floor: float = 0.01  # floor on the local spread (grey units): flat areas stay flat
+    trace_channel: bool = False  # one more output, after the masks, trained to mark the drawn slip traces
+
+    @property
+    def outputs(self) -> int:
+        """Output channels of the network: the N masks, then the trace channel if there is one."""
+        return self.n_masks + int(self.trace_channel)
 
     def same_weights(self, other: ModelConfig) -> bool:
         """Whether ``other``'s trained weights fit this network (input handling may differ)."""
-        shape = ("encoder", "n_masks", "decoder_channels", "encoder_depth")
+        shape = ("encoder", "n_masks", "decoder_channels", "encoder_depth", "trace_channel")
         return all(getattr(self, k) == getattr(other, k) for k in shape)
 
     def to_dict(self) -> dict:
@@ -91,7 +97,7 @@ class LocalContrast(nn.Module):
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """U-Net++ with 1 input channel and ``n_masks`` logit outputs; never downloads weights."""
+    """U-Net++ with 1 input channel and ``config.outputs`` logit outputs; never downloads weights."""
     import segmentation_models_pytorch as smp
 
     if len(config.decoder_channels) != config.encoder_depth:
@@ -122,7 +128,7 @@ def build_model(config: ModelConfig) -> nn.Module:
         encoder_weights=None,
         decoder_channels=tuple(config.decoder_channels),
         in_channels=1,
-        classes=config.n_masks,
+        classes=config.outputs,
     )
 
 
@@ -162,6 +168,21 @@ def load_matching(net: nn.Module, state: dict[str, torch.Tensor]) -> Loaded:
         raise ValueError("the given weights' encoder does not fit this network's (another encoder or depth)")
     net.load_state_dict(loaded, strict=False)
     return Loaded(resized=resized, fresh=fresh)
+
+
+def without_trace_channel(
+    config: ModelConfig, state: dict[str, torch.Tensor]
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The N-mask network inside one trained with a trace channel: the head's rows for the masks.
+
+    The trace channel only shapes the features during training; what is exported, fine-tuned and
+    run is the plain N-mask network, so the runtime's contract never sees it."""
+    if not config.trace_channel:
+        return config, state
+    plain = replace(config, trace_channel=False)
+    shapes = {k: v.shape for k, v in build_model(plain).state_dict().items()}
+    cut = {k: v[: shapes[k][0]] if v.shape != shapes[k] else v for k, v in state.items()}
+    return plain, cut
 
 
 class ProbsModel(nn.Module):

@@ -87,6 +87,17 @@ class TrainConfig:
             raise ValueError(
                 "loss.distractor_weight > 0 needs data.distractor_px > 0 (the pixels it charges)"
             )
+        if self.model.trace_channel != (self.loss.trace_weight > 0):
+            raise ValueError(
+                "model.trace_channel and loss.trace_weight > 0 go together (the channel and its loss)"
+            )
+        if self.loss.trace_weight > 0 and self.data.distractor_px <= 0:
+            raise ValueError("loss.trace_weight > 0 needs data.distractor_px > 0 (the pixels it marks)")
+
+    @property
+    def needs_band(self) -> bool:
+        """Whether the loss reads the samples' distractor pixels."""
+        return self.loss.distractor_weight > 0 or self.loss.trace_weight > 0
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -266,15 +277,20 @@ def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
 
 @torch.no_grad()
 def predict_probs(
-    net: torch.nn.Module, images: Sequence[np.ndarray], model: ModelConfig, batch_size: int = 4
+    net: torch.nn.Module,
+    images: Sequence[np.ndarray],
+    model: ModelConfig,
+    batch_size: int = 4,
+    all_outputs: bool = False,
 ) -> Iterator[np.ndarray]:
-    """(N, H, W) probabilities per image (sizes must be multiples of 32), in evaluation mode, on the
-    network's device."""
+    """(N, H, W) mask probabilities per image (sizes must be multiples of 32), in evaluation mode, on
+    the network's device; ``all_outputs`` keeps the trace channel too, when there is one."""
     net.eval()
     device = next(net.parameters()).device
+    keep = model.outputs if all_outputs else model.n_masks
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(np.stack(images[i : i + batch_size])[:, None].astype(np.float32)).to(device)
-        probs = torch.sigmoid(net((x - model.mean) / model.std)).float().cpu().numpy()
+        probs = torch.sigmoid(net((x - model.mean) / model.std)[:, :keep]).float().cpu().numpy()
         yield from probs
 
 
@@ -290,12 +306,13 @@ def validate(
     metric = metric or MetricConfig(iou_tolerance_px=config.val_iou_tolerance_px)
     losses, scores = [], []
     images = [sample[0] for sample in samples]
-    for probs, (_, masks, *axes) in zip(predict_probs(net, images, config.model), samples, strict=True):
+    outputs = predict_probs(net, images, config.model, all_outputs=True)
+    for out, (_, masks, *axes) in zip(outputs, samples, strict=True):
         truth = torch.from_numpy(masks[None])
-        p = torch.from_numpy(probs[None])
-        logits = torch.logit(p.clamp(1e-6, 1 - 1e-6))
+        logits = torch.logit(torch.from_numpy(out[None]).clamp(1e-6, 1 - 1e-6))
+        probs = out[: config.model.n_masks]
         avoid = None
-        if config.loss.distractor_weight > 0:
+        if config.needs_band:
             band = distractor_band(axes[0], masks, config.data) if axes else np.zeros(masks.shape[1:], bool)
             avoid = torch.from_numpy(band[None])
         losses.append(float(matched_dice_loss(logits, truth, torch.tensor([len(masks)]), config.loss, avoid)))

@@ -219,3 +219,51 @@ def test_distractor_term_charges_marking_a_drawn_trace_and_nothing_else() -> Non
     assert loss(clean, charged) == pytest.approx(loss(clean, plain), abs=1e-4)
     with pytest.raises(ValueError, match="distractor pixels"):
         image_loss(on_trace, truth, charged)
+
+
+def test_trace_channel_loss_weighs_band_lines_and_background_alike() -> None:
+    import math
+
+    import torch
+
+    from dislotrack.training.loss import trace_channel_loss
+
+    band = torch.zeros(1, 64, 64, dtype=torch.bool)
+    band[0, 40:44, :] = True  # 256 px of drawn trace
+    lines = torch.zeros_like(band)
+    lines[0, 10:11, :16] = True  # 16 px of line
+    undecided = torch.zeros(1, 64, 64)
+    assert float(trace_channel_loss(undecided, lines, band)) == pytest.approx(3 * math.log(2), rel=1e-5)
+    assert float(trace_channel_loss(undecided, torch.zeros_like(lines), band)) == pytest.approx(
+        2 * math.log(2), rel=1e-5
+    )
+    right = torch.where(band, 8.0, -8.0)
+    assert float(trace_channel_loss(right, lines, band)) < 1e-2
+    # marking the 16 line pixels as trace costs as much as missing all 256 trace pixels
+    lines_marked = torch.where(band | lines, 8.0, -8.0)
+    band_missed = torch.full_like(right, -8.0)
+    assert float(trace_channel_loss(lines_marked, lines, band)) == pytest.approx(8.0, rel=1e-3)
+    assert float(trace_channel_loss(band_missed, lines, band)) == pytest.approx(8.0, rel=1e-3)
+
+
+def test_the_trace_channel_is_the_last_output_and_the_masks_are_scored_without_it() -> None:
+    import torch
+
+    from dislotrack.training.loss import LossConfig, matched_dice_loss, trace_channel_loss
+
+    truth, probs = _one_line(4, 64, slice(10, 13), slice(5, 60))
+    avoid = torch.zeros(1, 64, 64, dtype=torch.bool)
+    avoid[0, 40:44, :] = True
+    masks = torch.logit(probs[None].clamp(1e-6, 1 - 1e-6))
+    trace = torch.randn(1, 1, 64, 64)
+    counts = torch.tensor([1])
+    plain = float(matched_dice_loss(masks, truth[None], counts, LossConfig(), avoid))
+    with_trace = float(
+        matched_dice_loss(
+            torch.cat([masks, trace], 1), truth[None], counts, LossConfig(trace_weight=0.5), avoid
+        )
+    )
+    expected = plain + 0.5 * float(trace_channel_loss(trace[:, 0], truth.any(0)[None], avoid))
+    assert with_trace == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="distractor pixels"):
+        matched_dice_loss(torch.cat([masks, trace], 1), truth[None], counts, LossConfig(trace_weight=0.5))

@@ -319,3 +319,84 @@ def test_training_with_the_distractor_term_runs_and_resumes_with_its_band(tiny_r
     assert again == config and again.data.distractor_kinds == ("slip_traces",)
     train(TrainConfig.from_dict({**d, "epochs": 2}), resume=True)
     assert load_checkpoint(run / "last.pt")["state"]["step"] == 4
+
+
+def test_a_trace_channel_trains_beside_the_masks_and_is_cut_off_at_export(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    import onnxruntime as ort
+    import torch
+
+    from dislotrack.training.export import load_weights, ship
+    from dislotrack.training.model import ProbsModel
+    from dislotrack.training.train import TrainConfig, load_checkpoint, predict_probs, train
+
+    base = _tiny_config(tiny_run)
+    d = {
+        **base.to_dict(),
+        "out_dir": str(tmp_path / "run"),
+        "model": replace(base.model, trace_channel=True).to_dict(),
+        "loss": {**base.to_dict()["loss"], "trace_weight": 1.0},
+        "data": {**base.to_dict()["data"], "preset": "m2-trace", "distractor_px": 2},
+    }
+    for wrong, match in (
+        ({"loss": base.to_dict()["loss"]}, "go together"),
+        ({"model": base.model.to_dict()}, "go together"),
+        ({"data": {**d["data"], "distractor_px": 0}}, "distractor_px"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig.from_dict({**d, **wrong})
+    config = TrainConfig.from_dict(d)
+    assert config.model.outputs == base.model.n_masks + 1
+    run = train(config)
+    weights = load_weights(run / "last.pt")
+    assert load_checkpoint(run / "last.pt")["model"]["segmentation_head.0.weight"].shape[0] == 5
+    net = weights.network()
+    image = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    assert next(predict_probs(net, [image], weights.model)).shape == (4, 64, 64)
+    assert next(predict_probs(net, [image], weights.model, all_outputs=True)).shape == (5, 64, 64)
+
+    card = ship(weights, tmp_path / "models", "traced", default=False)
+    assert card["n_masks"] == 4 and card["model"]["trace_channel"] is False
+    assert card["training"]["loss"]["trace_weight"] == 1.0
+    shipped = load_weights(tmp_path / "models" / "traced.onnx")
+    assert shipped.model == replace(weights.model, trace_channel=False)
+    x = (image[None, None] - weights.model.mean) / weights.model.std
+    session = ort.InferenceSession(
+        str(tmp_path / "models" / "traced.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (exported,) = session.run(["probs"], {"image": x})
+    with torch.no_grad():
+        trained = ProbsModel(net)(torch.from_numpy(x)).numpy()
+    assert exported.shape == (1, 4, 64, 64)
+    assert np.abs(exported - trained[:, :4]).max() < 1e-4  # the masks the trace run learned, unchanged
+    assert (
+        load_weights(tmp_path / "models" / "traced.safetensors").network()(torch.from_numpy(x)).shape[1] == 4
+    )
+
+
+def test_train_adds_a_trace_channel_to_weights_without_one(tmp_path, monkeypatch, capsys):
+    import dislotrack.training.train as training
+    from dislotrack.cli.main import main
+    from dislotrack.training.export import Weights, save_safetensors
+    from dislotrack.training.model import ModelConfig, build_model
+
+    plain = ModelConfig(encoder="resnet18", n_masks=4, decoder_channels=(16, 16, 8, 8, 8))
+    path = tmp_path / "plain.safetensors"
+    save_safetensors(Weights(plain, build_model(plain).state_dict(), {}), path, {"model": plain.to_dict()})
+    seen = {}
+
+    def capture(config, **kw):
+        seen.update(config=config, **kw)
+        return tmp_path / "run"
+
+    monkeypatch.setattr(training, "train", capture)
+    args = ["train", "--init", str(path), "--encoder", "resnet18", "--decoder-channels", "16,16,8,8,8"]
+    args += ["--n-masks", "4", "--preset", "m2-trace", "--trace-weight", "1", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    config = seen["config"]
+    assert config.model.trace_channel and config.loss.trace_weight == 1.0
+    assert config.init_partial and config.data.distractor_px == 3
+    assert seen["init_weights"].keys() == build_model(plain).state_dict().keys()
+    assert main([*args, "--distractor-px", "0"]) == 2
+    assert "--trace-weight needs --distractor-px > 0" in capsys.readouterr().err
