@@ -13,7 +13,9 @@ held-out synthetic images, where the generator knows every line and every trace:
   bilinearly at the pixel), a logistic regression fitted on the first half of the images and
   scored on the other half by ROC AUC (0.5: no better than chance; 1: perfectly apart);
 - the network's own output (the highest mask probability) as a score, without a fit: AUC < 0.5
-  means the output is higher on traces than on lines.
+  means the output is higher on traces than on lines;
+- for a network trained with a trace channel (``--trace-weight``), that channel's probability,
+  negated, as a score without a fit: 1 when it is higher on every trace than on every line.
 
 Usage (torch needed, ``train`` extra):
 
@@ -152,7 +154,9 @@ def main(argv=None) -> int:
     net = weights.network()
     taps = Taps(net)
     rng = np.random.default_rng(args.seed)
-    rows: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []  # features, output, is_line
+    n = weights.model.n_masks
+    rows: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]] = []
+    # features, highest mask probability, negated trace channel (or nothing), is_line
     stream = iter_samples(preset=args.preset, seed=args.seed, size=(args.size, args.size))
     for _ in range(20 * args.images):
         if len(rows) == args.images:
@@ -162,20 +166,22 @@ def main(argv=None) -> int:
         if is_line.sum() == 0 or (1 - is_line).sum() == 0:
             continue  # an image without lines or without a visible trace says nothing here
         with torch.no_grad():  # the taps keep this one image's maps
-            prob = next(predict_probs(net, [sample.image], weights.model, batch_size=1)).max(0)
+            out = next(predict_probs(net, [sample.image], weights.model, batch_size=1, all_outputs=True))
         feats = sample_at(taps.maps, ys, xs, sample.image.shape)
-        rows.append((feats, prob[ys, xs], is_line))
+        rows.append((feats, out[:n].max(0)[ys, xs], -out[n:].sum(0)[ys, xs], is_line))
     if len(rows) < 2:
         raise SystemExit(f"{args.preset}: under 2 images with both lines and dark slip traces to probe")
     half = len(rows) // 2
     fit_rows, test_rows = rows[:half], rows[half:]
-    y_fit = np.concatenate([r[2] for r in fit_rows])
-    y_test = np.concatenate([r[2] for r in test_rows])
-    out_scores = np.concatenate([r[1] for r in test_rows])
+    y_fit = np.concatenate([r[3] for r in fit_rows])
+    y_test = np.concatenate([r[3] for r in test_rows])
+    unfitted = {"output (highest mask probability, no fit)": np.concatenate([r[1] for r in test_rows])}
+    if weights.model.trace_channel:
+        unfitted["trace channel (negated, no fit)"] = np.concatenate([r[2] for r in test_rows])
     names = list(rows[0][0])
     last = f"decoder.x_0_{len(weights.model.decoder_channels) - 1}"
     groups = {
-        "output (highest mask probability, no fit)": None,
+        **dict.fromkeys(unfitted),
         f"last decoder block ({last})": [last],
         "decoder blocks": [n for n in names if n.startswith("decoder.")],
         "encoder stages": [n for n in names if n.startswith("encoder.")],
@@ -184,7 +190,7 @@ def main(argv=None) -> int:
     figures: dict[str, dict[str, float]] = {}
     for label, members in groups.items():
         if members is None:
-            score, dims, fitted = out_scores, 0, None
+            score, dims, fitted = unfitted[label], 0, None
         else:
             x_fit, x_test = stacked(fit_rows, members), stacked(test_rows, members)
             model = fit_logistic(x_fit, y_fit, l2=args.l2)

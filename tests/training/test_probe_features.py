@@ -66,3 +66,22 @@ def test_a_whole_probe_of_a_tiny_model(probe, tiny_model, tmp_path, capsys) -> N
     assert len(groups) == 5 and any("decoder.x_0_2" in k for k in groups)
     assert all(0.0 <= figures[k]["auc"] <= 1.0 for k in groups)
     assert "AUC" in capsys.readouterr().out
+
+
+def test_a_trace_channel_is_scored_as_it_stands(probe, tiny_model, tmp_path) -> None:
+    from dataclasses import replace
+
+    from dislotrack.training.export import Weights, load_weights, save_safetensors
+    from dislotrack.training.model import build_model
+
+    plain = load_weights(tiny_model).model
+    traced = replace(plain, trace_channel=True)
+    path = tmp_path / "traced.safetensors"
+    save_safetensors(Weights(traced, build_model(traced).state_dict(), {}), path, {"model": traced.to_dict()})
+    out = tmp_path / "probe.json"
+    assert (
+        probe.main([str(path), "--images", "2", "--size", "128", "--pixels", "40", "--json", str(out)]) == 0
+    )
+    figures = json.loads(out.read_text())
+    assert figures["trace channel (negated, no fit)"]["channels"] == 0
+    assert len([k for k in figures if k not in ("model", "preset")]) == 6
