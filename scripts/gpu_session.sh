@@ -36,6 +36,8 @@ MN_VAL=${MN_VAL:-256}
 MN_UNION=${MN_UNION:-0}  # --union-weight of the mobilenet_v2 run (2.0 stops it marking slip traces but loses plain lines, session 24)
 MN_TRACE=${MN_TRACE:-0}  # --trace-weight of the mobilenet_v2 run (a channel that marks the drawn traces, cut at export)
 R50_TRACE=${R50_TRACE:-0}  # the same for the resnet50 run
+MN_DISTRACTOR=${MN_DISTRACTOR:-0}  # --distractor-weight of the mobilenet_v2 run (0.1 with MN_TRACE=1 kept the lines, session 27)
+R50_DISTRACTOR=${R50_DISTRACTOR:-0}  # the same for the resnet50 run
 BENCH=${BENCH:-1}  # 0: skip the pipeline benchmarks
 PRESETS=${PRESETS:-m2,m2-tem}
 SYN=${SYN:-200}
@@ -69,7 +71,7 @@ r50=
     --local-contrast 24 --preset "$PRESETS" --crop "$R50_CROP" --gen-size 512 --batch-size "$R50_BATCH" \
     --lr 1e-3 --warmup-steps 100 --epochs 1000 --steps-per-epoch "$R50_STEPS" --bf16 --threads 2 \
     --workers "$R50_WORKERS" --max-minutes "$MINUTES" --val-size "$R50_VAL" --val-lines --seed 50 \
-    --trace-weight "$R50_TRACE" \
+    --trace-weight "$R50_TRACE" --distractor-weight "$R50_DISTRACTOR" \
     --out "$WORK/r50" > "$WORK/r50-train.log" 2>&1 &
 [ "$R50" = 0 ] || r50=$!
 case "$MN_INIT" in
@@ -80,7 +82,8 @@ esac
 timeout -k 15 "$kill_after" $DT train --device "$DEVICE" "${mn_init[@]}" --decoder-channels 128,64,32,16,16 \
     --local-contrast 24 --preset "$PRESETS" --crop "$MN_CROP" --gen-size 512 --crops-per-image "$MN_CROPS" \
     --batch-size "$MN_BATCH" --lr "$MN_LR" --warmup-steps 50 --epochs 1000 --steps-per-epoch "$MN_STEPS" --bf16 \
-    --union-weight "$MN_UNION" --trace-weight "$MN_TRACE" --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --val-size "$MN_VAL" \
+    --union-weight "$MN_UNION" --trace-weight "$MN_TRACE" \
+    --distractor-weight "$MN_DISTRACTOR" --threads 2 --workers "$MN_WORKERS" --max-minutes "$MINUTES" --val-size "$MN_VAL" \
     --val-lines --seed 51 \
     --out "$WORK/mnv2" > "$WORK/mnv2-train.log" 2>&1 &
 mn=$!
