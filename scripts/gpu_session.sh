@@ -36,7 +36,7 @@ MN_VAL=${MN_VAL:-256}
 MN_UNION=${MN_UNION:-0}  # --union-weight of the mobilenet_v2 run (2.0 stops it marking slip traces but loses plain lines, session 24)
 MN_TRACE=${MN_TRACE:-0}  # --trace-weight of the mobilenet_v2 run (a channel that marks the drawn traces, cut at export)
 R50_TRACE=${R50_TRACE:-0}  # the same for the resnet50 run
-MN_DISTRACTOR=${MN_DISTRACTOR:-0}  # --distractor-weight of the mobilenet_v2 run (0.1 with MN_TRACE=1 kept the lines, session 27)
+MN_DISTRACTOR=${MN_DISTRACTOR:-0}  # --distractor-weight of the mobilenet_v2 run (0.1 with MN_TRACE=1 kept the lines at one of two seeds, session 27)
 R50_DISTRACTOR=${R50_DISTRACTOR:-0}  # the same for the resnet50 run
 BENCH=${BENCH:-1}  # 0: skip the pipeline benchmarks
 PRESETS=${PRESETS:-m2,m2-tem}
