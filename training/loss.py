@@ -216,5 +216,4 @@ def matched_dice_loss(
     if avoid is None:
         raise ValueError("trace_weight > 0 needs the samples' distractor pixels (distractor_px > 0)")
     masks = batch_losses(torch.sigmoid(logits[:, :-1]), truth, counts, config, avoid).mean()
-    lines = truth.any(1) if truth.shape[1] else torch.zeros_like(avoid, dtype=torch.bool)
-    return masks + config.trace_weight * trace_channel_loss(logits[:, -1], lines, avoid)
+    return masks + config.trace_weight * trace_channel_loss(logits[:, -1], truth.any(1), avoid)

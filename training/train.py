@@ -83,16 +83,13 @@ class TrainConfig:
     labelled: dict | None = None  # the real frames a fine-tune trains on (folder, names, lines), if any
 
     def __post_init__(self) -> None:
-        if self.loss.distractor_weight > 0 and self.data.distractor_px <= 0:
-            raise ValueError(
-                "loss.distractor_weight > 0 needs data.distractor_px > 0 (the pixels it charges)"
-            )
+        if self.needs_band and self.data.distractor_px <= 0:
+            terms = [f"loss.{n}" for n in ("distractor_weight", "trace_weight") if getattr(self.loss, n) > 0]
+            raise ValueError(f"{' and '.join(terms)} > 0 needs data.distractor_px > 0 (the pixels it reads)")
         if self.model.trace_channel != (self.loss.trace_weight > 0):
             raise ValueError(
                 "model.trace_channel and loss.trace_weight > 0 go together (the channel and its loss)"
             )
-        if self.loss.trace_weight > 0 and self.data.distractor_px <= 0:
-            raise ValueError("loss.trace_weight > 0 needs data.distractor_px > 0 (the pixels it marks)")
 
     @property
     def needs_band(self) -> bool:
