@@ -361,8 +361,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
         weights = load_weights(args.init)
         # a trace channel added to weights that fit otherwise: the masks load, the channel starts as built
-        adds_trace = model.trace_channel and weights.model.same_weights(
-            dataclasses.replace(model, trace_channel=weights.model.trace_channel)
+        adds_trace = (
+            model.trace_channel
+            and not weights.model.trace_channel
+            and weights.model.same_weights(dataclasses.replace(model, trace_channel=False))
         )
         partial = args.init_partial or adds_trace
         if not partial and not weights.model.same_weights(model):
