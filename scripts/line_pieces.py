@@ -4,12 +4,12 @@ Centreline recall counts labelled skeleton pixels near any predicted line; LAR n
 line that matches the labelled one and runs its whole length. Between the two, a labelled line can
 be lost in three ways, and this script says how often each happens, per model, on the same frames:
 
+- **whole**: one of its own pieces (predicted lines lying mostly on it) covers half of it or more;
 - **missed**: less than half its skeleton lies within the tolerance of any predicted line;
-- **swallowed**: it is covered, but mostly by lines that lie mostly elsewhere (a slip trace or a
-  neighbour it was merged with), so no prediction is *its* line;
-- **split**: its own pieces (predicted lines lying mostly on it) cover half of it or more, but no
-  single piece does;
-- **whole**: one of its own pieces covers half of it or more.
+- **split**: it is covered, no single piece covers half of it, and its own pieces cover more of it
+  than foreign ones do;
+- **swallowed**: it is covered, but mostly by foreign lines, which lie mostly elsewhere (a slip
+  trace, a neighbour or background it was merged with), so no prediction is *its* line.
 
 Each labelled skeleton pixel is given to the nearest predicted line within the tolerance, and each
 predicted line to the labelled line that most of its skeleton lies near (at least half of it, or
@@ -36,7 +36,7 @@ from scipy import ndimage
 from dislotrack.training.evaluate import LABELLED_IOU_TOLERANCE_PX, load_labelled, runtime_masks
 from dislotrack.training.metrics import MetricConfig, binarise, length_aware_recall, skeleton
 
-FATES = ("whole", "split", "swallowed", "missed")
+FATES = ("whole", "split", "swallowed", "missed")  # in the order the table shows them
 
 
 @dataclass(frozen=True)
@@ -111,12 +111,12 @@ def line_fates(
             best_own, best_on = cover[t, best] / length, on[best, t] / max(size[best], 1)
         if best_own >= 0.5:
             fate = "whole"
-        elif own >= 0.5:
-            fate = "split"
-        elif covered >= 0.5:
-            fate = "swallowed"
-        else:
+        elif covered < 0.5:
             fate = "missed"
+        elif own >= covered - own:
+            fate = "split"
+        else:
+            fate = "swallowed"
         fates.append(
             LineFate(
                 length,
