@@ -37,3 +37,29 @@ def tiny_model(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     out = tmp_path_factory.mktemp("models")
     ship(load_weights(tiny_run), out, "tiny")
     return out / "tiny.onnx"
+
+
+def write_labelled(
+    folder: Path, n: int, size: tuple[int, int] = (64, 96), seed: int = 5
+) -> tuple[Path, Path]:
+    """``n`` synthetic frames written as a user's labelled folders: images/ and masks/ (PNG, same stems)."""
+    import numpy as np
+    from skimage.io import imsave
+
+    from dislotrack.runtime.synth import iter_samples
+
+    images, masks = folder / "images", folder / "masks"
+    images.mkdir()
+    masks.mkdir()
+    stream = iter_samples(seed=seed, size=size)
+    for i in range(n):
+        s = next(stream)
+        imsave(images / f"img_{i:03d}.png", (s.image * 255).astype(np.uint8), check_contrast=False)
+        imsave(masks / f"img_{i:03d}.png", (s.masks.any(0) * 255).astype(np.uint8), check_contrast=False)
+    return images, masks
+
+
+@pytest.fixture
+def labelled_folder(tmp_path: Path):
+    """Writes synthetic labelled folders under ``tmp_path``: ``labelled_folder(n) -> (images, masks)``."""
+    return lambda n: write_labelled(tmp_path, n)

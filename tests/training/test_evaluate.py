@@ -42,20 +42,10 @@ def test_labelme_polylines_become_one_instance_each(tmp_path):
     assert frame.masks[0, 5, 20] and frame.masks[1, 40, 35] and not frame.masks[1, 5, 20]
 
 
-def test_evaluate_scores_labelled_frames_and_updates_the_card(tiny_model, tmp_path):
-    from skimage.io import imsave
-
+def test_evaluate_scores_labelled_frames_and_updates_the_card(tiny_model, tmp_path, labelled_folder):
     from dislotrack.cli.main import main
-    from dislotrack.runtime.synth import iter_samples
 
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    stream = iter_samples(seed=5, size=(64, 96))
-    for i in range(3):
-        s = next(stream)
-        imsave(images / f"img_{i:03d}.png", (s.image * 255).astype(np.uint8), check_contrast=False)
-        imsave(masks / f"img_{i:03d}.png", (s.masks.any(0) * 255).astype(np.uint8), check_contrast=False)
+    images, masks = labelled_folder(3)
     per_image = tmp_path / "per_image.csv"
     code = main(
         [

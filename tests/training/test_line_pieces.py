@@ -63,24 +63,16 @@ def test_summary_shares_add_up(pieces) -> None:
 
 
 @pytest.mark.parametrize("stage", [[], ["--no-join"], ["--raw-masks"]])
-def test_the_command_scores_a_model_on_labelled_frames(pieces, tiny_model, tmp_path, capsys, stage) -> None:
+def test_the_command_scores_a_model_on_labelled_frames(
+    pieces, tiny_model, tmp_path, capsys, stage, labelled_folder
+) -> None:
     """The tiny model has trained two steps: its figures are near nothing, but every labelled line
     gets one fate and the LAR is evaluate's."""
     import json
 
-    from skimage.io import imsave
-
-    from dislotrack.runtime.synth import iter_samples
     from dislotrack.training.evaluate import load_mask_folder
 
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    stream = iter_samples(seed=5, size=(64, 96))
-    for i in range(2):
-        s = next(stream)
-        imsave(images / f"img_{i}.png", (s.image * 255).astype(np.uint8), check_contrast=False)
-        imsave(masks / f"img_{i}.png", (s.masks.any(0) * 255).astype(np.uint8), check_contrast=False)
+    images, masks = labelled_folder(2)
     out = tmp_path / "pieces.json"
     args = [str(tiny_model), "--images", str(images), "--masks", str(masks), "--json", str(out), *stage]
     assert pieces.main(args) == 0
