@@ -83,8 +83,7 @@ def line_fates(
     truth, pred = np.asarray(truth, bool), np.asarray(pred, bool)
     config = config or MetricConfig(iou_tolerance_px=LABELLED_IOU_TOLERANCE_PX)
     lar = length_aware_recall(truth, pred, config)[0]
-    true_sk = _skeleton_labels(truth) if len(truth) else np.zeros(truth.shape[1:], np.int32)
-    pred_sk = _skeleton_labels(pred) if len(pred) else np.zeros_like(true_sk)
+    true_sk, pred_sk = _skeleton_labels(truth), _skeleton_labels(pred)  # (0, H, W): all zero
     near_true, near_pred = _nearest(true_sk, tolerance_px), _nearest(pred_sk, tolerance_px)
     n_true, n_pred = len(truth), len(pred)
     # owner[p]: the labelled line (1-based) at least half of piece p's skeleton lies near, else 0
