@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from dislotrack.training.evaluate import LABELLED_IOU_TOLERANCE_PX, load_labelled, runtime_masks
-from dislotrack.training.metrics import MetricConfig, binarise, length_aware_recall, skeleton
+from dislotrack.training.evaluate import LABELLED_IOU_TOLERANCE_PX, load_labelled, predicted_instances
+from dislotrack.training.metrics import MetricConfig, length_aware_recall, skeleton
 
 FATES = ("whole", "split", "swallowed", "missed")  # in the order the table shows them
 
@@ -191,10 +191,7 @@ def main(argv=None) -> int:
         predictor = Predictor(model, InferenceConfig(device="cpu"))
         fates: list[LineFate] = []
         n_pred = 0
-        for f in frames:
-            probs = predictor.predict(f.image[None])[0]
-            threshold = predictor.threshold
-            pred = binarise(probs, threshold) if args.raw_masks else runtime_masks(probs, threshold, lines)
+        for f, pred in predicted_instances(predictor, frames, args.raw_masks, lines):
             n_pred += len(pred)
             fates.extend(line_fates(f.masks, pred, args.tolerance))
         rows[model] = summarise(fates, n_pred)

@@ -12,7 +12,7 @@ import csv
 import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,6 +160,19 @@ def runtime_masks(probs: np.ndarray, threshold: float, lines=None) -> np.ndarray
     return labels[None] == np.arange(1, n + 1)[:, None, None]
 
 
+def predicted_instances(
+    predictor, frames: Iterable[Labelled], raw_masks: bool = False, lines=None
+) -> Iterator[tuple[Labelled, np.ndarray]]:
+    """Each frame with its predicted instances, (K, H, W) bool: the thresholded output channels
+    (``raw_masks``) or the runtime's lines made with ``lines`` (``runtime_masks``)."""
+    from dislotrack.training.metrics import binarise
+
+    for f in frames:
+        probs = predictor.predict(f.image[None])[0]
+        threshold = predictor.threshold
+        yield f, binarise(probs, threshold) if raw_masks else runtime_masks(probs, threshold, lines)
+
+
 def score_frames(
     model: str | None,
     frames: Iterator[Labelled] | list[Labelled],
@@ -179,7 +192,6 @@ def score_frames(
     (``InferenceConfig.flips``)."""
     from dislotrack.runtime.inference import InferenceConfig, Predictor
     from dislotrack.runtime.lines import LineConfig
-    from dislotrack.training.metrics import binarise
 
     if torch_device is None:
         predictor = Predictor(model, InferenceConfig(device="cpu", flips=flips))
@@ -190,10 +202,7 @@ def score_frames(
 
         predictor = TorchPredictor(model, torch_device)
     scores: list[ImageScores] = []
-    for f in frames:
-        probs = predictor.predict(f.image[None])[0]
-        threshold = predictor.threshold
-        pred = binarise(probs, threshold) if raw_masks else runtime_masks(probs, threshold, lines)
+    for f, pred in predicted_instances(predictor, frames, raw_masks, lines):
         s = score_masks(f.masks, pred, config, f.distractors)
         scores.append(s)
         if per_image is not None:
