@@ -92,6 +92,24 @@ def test_tiny_masks_are_dropped():
     assert lines == ()
 
 
+def test_short_pieces_join_into_a_line_when_min_piece_px_lets_them():
+    # a faint line the model marks in dabs of ~6 px, alternating between two masks, and one lone dab
+    truth = curve(20, 80, 100, 80, n=81)
+    maps = [np.zeros(SHAPE, np.float32), np.zeros(SHAPE, np.float32)]
+    for k, lo in enumerate(range(0, 80, 10)):
+        dab = prob_map(line_mask(SHAPE, truth[lo : lo + 6], half_width=2.0), blur=0.3)
+        maps[k % 2] = np.maximum(maps[k % 2], dab)
+    lone = line_mask(SHAPE, curve(150, 30, 156, 30), half_width=2.0)
+    maps.append(prob_map(lone, blur=0.3))
+    assert _run(maps, min_piece_px=8.0)[0] == ()  # every dab is under min_length_px on its own
+    lines, labels = _run(maps, min_piece_px=2.0)
+    assert len(lines) == 1  # the dabs joined; the lone dab is still too short
+    assert 0.85 * 80 < lines[0].length_px < 80
+    assert np.max(_dist_to_curve(lines[0].points, truth)) < 1.5
+    assert set(np.unique(labels)) == {0, 1}
+    assert not np.any(labels[lone])  # a dropped piece paints nothing
+
+
 def test_longest_path_ignores_a_spur():
     mask = line_mask(SHAPE, curve(20, 80, 180, 80)) | line_mask(SHAPE, curve(100, 80, 100, 95))
     rc = skeleton_path(mask)
