@@ -54,6 +54,9 @@ def test_a_model_that_sees_every_line_tracks_and_covers_them(check, monkeypatch)
     model = LookupModel(_videos(check, 3, 4))
     report = check.run(model, [3], frames=4)
     assert report["mean"]["recall"] >= 0.97 and report["mean"]["id_switches"] == 0
+    assert all(report["criteria"].values())
+    ends = report["tracking"][3]
+    assert 0.9 <= ends["length_ratio"] <= 1.05 and ends["stray_px"] <= 2.0
     assert len(report["coverage"]) == len(check.DARKNESS_BANDS) * len(check.THICKNESS_BANDS)
     assert min(report["coverage"].values()) >= 0.9
 
@@ -62,4 +65,18 @@ def test_a_blind_model_scores_zero(check, monkeypatch) -> None:
     monkeypatch.setattr(check, "clean_pileup", lambda **kw: clean_pileup(size=SIZE, **kw))
     report = check.run(LookupModel(_videos(check, 3, 2), blind=True), [3], frames=2)
     assert report["mean"]["recall"] == 0.0
+    failed = [k for k, ok in report["criteria"].items() if not ok]
+    assert len(failed) == 3 and not any(k.startswith("ID switches") for k in failed)  # none to switch
+    assert np.isnan(report["tracking"][3]["length_ratio"])
     assert max(report["coverage"].values()) == 0.0
+
+
+def test_criteria_fail_each_on_its_own_figure(check) -> None:
+    good = {"recall": 0.95, "id_switches": 0, "median_spacing_error_px": 0.3}
+    criteria = check.Criteria()
+    assert all(criteria.verdicts({11: good, 12: good}).values())
+    for change in ({"recall": 0.79}, {"id_switches": 5}, {"median_spacing_error_px": 1.25}):
+        verdicts = criteria.verdicts({11: good, 12: {**good, **change}})
+        assert list(verdicts.values()).count(False) >= 1, change
+    spacing = criteria.verdicts({11: good, 12: {**good, "median_spacing_error_px": 1.25}})
+    assert [k for k, ok in spacing.items() if not ok] == ["every seed's median spacing error <= 1 px"]

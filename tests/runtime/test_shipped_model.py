@@ -55,16 +55,15 @@ def test_shipped_model_on_a_clean_synthetic_pile_up(predictor):
     assert report.median_spacing_error_px <= 1.0
 
 
-def test_shipped_model_on_six_clean_pile_ups(predictor):
+def test_shipped_model_on_six_clean_pile_ups(predictor, load_script):
     """One video can pass by luck (seed 11 flatters every model measured in session 23, which
     scripts/pileup_check.py showed): over seeds 11-16 the model finds nine lines in ten on the
-    whole, four in five of every pile-up, and keeps the spacing within 1 px."""
-    reports = {seed: clean_pileup_run(predictor, seed)[1] for seed in range(11, 17)}
-    print("shipped model, clean pile-ups:", json.dumps({s: r.summary() for s, r in reports.items()}))
-    recalls = [r.recall for r in reports.values()]
-    assert np.mean(recalls) > 0.9 and min(recalls) > 0.8
-    assert sum(r.id_switches for r in reports.values()) <= len(reports)
-    assert max(r.median_spacing_error_px for r in reports.values()) <= 1.0
+    whole, four in five of every pile-up, and keeps the spacing within 1 px (the script's
+    ``Criteria``, so that a candidate checked with it meets the same bar)."""
+    summaries = {seed: clean_pileup_run(predictor, seed)[1].summary() for seed in range(11, 17)}
+    print("shipped model, clean pile-ups:", json.dumps(summaries))
+    verdicts = load_script("pileup_check").Criteria().verdicts(summaries)
+    assert all(verdicts.values()), verdicts
 
 
 def test_shipped_model_on_the_real_video(predictor, realdata_dir):
