@@ -75,8 +75,12 @@ def test_criteria_fail_each_on_its_own_figure(check) -> None:
     good = {"recall": 0.95, "id_switches": 0, "median_spacing_error_px": 0.3}
     criteria = check.Criteria()
     assert all(criteria.verdicts({11: good, 12: good}).values())
+    assert len(criteria.verdicts({11: good, 12: good})) == 5  # seed 11 is the criterion video
+    assert len(criteria.verdicts({12: good, 13: good})) == 4
     for change in ({"recall": 0.79}, {"id_switches": 5}, {"median_spacing_error_px": 1.25}):
         verdicts = criteria.verdicts({11: good, 12: {**good, **change}})
         assert list(verdicts.values()).count(False) >= 1, change
     spacing = criteria.verdicts({11: good, 12: {**good, "median_spacing_error_px": 1.25}})
     assert [k for k, ok in spacing.items() if not ok] == ["every seed's median spacing error <= 1 px"]
+    seed_11 = criteria.verdicts({11: {**good, "recall": 0.88}, 12: good})
+    assert [k for k, ok in seed_11.items() if not ok] == ["seed 11: recall > 0.9, at most 0 ID switches"]
