@@ -97,7 +97,14 @@ def _add_loop_args(
         type=int,
         default=3,
         help="px either side of a drawn distractor's axis that --distractor-weight charges and "
-        "--trace-weight marks, less those as near a true line (default %(default)s)",
+        "--trace-weight marks, less those within --distractor-margin of a true line (default %(default)s)",
+    )
+    g.add_argument(
+        "--distractor-margin",
+        type=int,
+        default=None,
+        help="px around a true line left out of that band (default: --distractor-px); wider spares "
+        "the ends of lines that meet a trace",
     )
     g.add_argument(
         "--ignore-beyond",
@@ -353,6 +360,7 @@ def _run_train(args: argparse.Namespace) -> int:
         max_masks=args.n_masks,
         augment=_augment(args),
         distractor_px=_distractor_px(args),
+        distractor_margin_px=args.distractor_margin,
     )
     config = _loop_config(args, data, model)
     init = None
@@ -418,6 +426,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         augment=_augment(args),
         synthetic_share=args.synthetic_share,
         distractor_px=_distractor_px(args),
+        distractor_margin_px=args.distractor_margin,
     )
     config = dataclasses.replace(
         _loop_config(args, data, weights.model),

@@ -89,6 +89,9 @@ class DataConfig:
     # > 0: synthetic samples carry the drawn distractors of ``distractor_kinds`` widened by this many
     # px, less the pixels within that many px of a true line, for the loss's distractor term
     distractor_px: int = 0
+    # pixels within this many px of a true line are left out of that band (None: distractor_px);
+    # wider spares the ends of lines that meet a trace, which the band otherwise pulls both ways
+    distractor_margin_px: int | None = None
     distractor_kinds: tuple[str, ...] = ("slip_traces", "grain_boundaries")
 
     def __post_init__(self) -> None:
@@ -96,6 +99,8 @@ class DataConfig:
             raise ValueError(f"synthetic_share must be in [0, 1), got {self.synthetic_share}")
         if self.distractor_px < 0:
             raise ValueError(f"distractor_px must be >= 0, got {self.distractor_px}")
+        if self.distractor_margin_px is not None and self.distractor_margin_px < 0:
+            raise ValueError(f"distractor_margin_px must be >= 0, got {self.distractor_margin_px}")
 
 
 def crop_planes(
@@ -221,18 +226,18 @@ def prepare(
 
 def distractor_band(axes: dict[str, np.ndarray], masks: np.ndarray, config: DataConfig) -> np.ndarray:
     """Bool (H, W): the axes of ``config.distractor_kinds`` widened by ``distractor_px`` (a square of
-    side 2·px + 1), less every pixel within that distance of a true line, where a dislocation
-    crosses a trace or ends on it and the line must still be marked."""
+    side 2·px + 1), less every pixel within ``distractor_margin_px`` (default: that distance) of a
+    true line, where a dislocation crosses a trace or ends on it and the line must still be marked."""
     from scipy import ndimage
 
     px = config.distractor_px
-    side = 2 * px + 1
+    margin = px if config.distractor_margin_px is None else config.distractor_margin_px
     axis = np.zeros(masks.shape[1:], dtype=bool)
     for kind in config.distractor_kinds:
         axis |= axes[kind]
-    band = ndimage.maximum_filter(axis, size=side)
+    band = ndimage.maximum_filter(axis, size=2 * px + 1)
     if len(masks):
-        band &= ~ndimage.maximum_filter(masks.any(0), size=side)
+        band &= ~ndimage.maximum_filter(masks.any(0), size=2 * margin + 1)
     return band
 
 

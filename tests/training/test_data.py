@@ -214,8 +214,14 @@ def test_distractor_band_widens_the_axes_and_spares_the_true_lines():
     assert distractor_band(axes, masks[:0], DataConfig(distractor_px=1))[19:22].all()
     with_tangles = distractor_band(axes, masks, DataConfig(distractor_px=1, distractor_kinds=("tangles",)))
     assert with_tangles[4:7].all() and not with_tangles[19:22].any()
+    wide = distractor_band(axes, masks, DataConfig(distractor_px=2, distractor_margin_px=6))
+    assert not wide[:, 24:38].any() and wide[18:23, :23].all()  # 6 px either side spared instead
+    same = distractor_band(axes, masks, DataConfig(distractor_px=2, distractor_margin_px=2))
+    assert np.array_equal(same, band)
     with pytest.raises(ValueError, match="distractor_px"):
         DataConfig(distractor_px=-1)
+    with pytest.raises(ValueError, match="distractor_margin_px"):
+        DataConfig(distractor_px=2, distractor_margin_px=-1)
 
 
 def test_synthetic_samples_carry_the_drawn_slip_traces_only_when_asked():
