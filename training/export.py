@@ -263,6 +263,7 @@ def training_card(weights: Weights) -> dict:
                 "seed": data.get("seed"),
                 "validation_seed": train.get("val_seed"),
                 **({"synthetic_share": share} if labelled else {}),
+                **distractor_band_record(data),
             },
             "epochs": int(state.get("epoch", 0)),
             "steps": steps,
@@ -277,6 +278,15 @@ def training_card(weights: Weights) -> dict:
             **({"fine_tuned_on": labelled} if labelled else {}),
         }
     }
+
+
+def distractor_band_record(data: dict) -> dict:
+    """The distractor band's widths, when the distractor term or trace channel read one."""
+    px = int(data.get("distractor_px") or 0)
+    if px <= 0:
+        return {}
+    margin = data.get("distractor_margin_px")
+    return {"distractor_px": px, "distractor_margin_px": px if margin is None else int(margin)}
 
 
 def weights_path(path: str | Path) -> Path:

@@ -109,6 +109,18 @@ def test_distractor_term_is_off_by_default_and_its_band_follows_it():
     assert args.distractor_weight == 0.0 and _distractor_px(args) == 0  # samples carry no band
     args = parser.parse_args(["train", "--out", "r", "--distractor-weight", "1", "--distractor-px", "4"])
     assert _distractor_px(args) == 4
+    assert args.distractor_margin is None  # the band spares as many px around lines as it is wide
     args.distractor_px = 0
     with pytest.raises(ValueError, match="--distractor-px"):
         _distractor_px(args)
+
+
+@pytest.mark.train
+def test_the_card_records_the_band_only_when_one_was_read():
+    from dislotrack.training.export import distractor_band_record
+
+    assert distractor_band_record({"distractor_px": 0, "distractor_margin_px": 8}) == {}
+    assert distractor_band_record({}) == {}
+    assert distractor_band_record({"distractor_px": 3}) == {"distractor_px": 3, "distractor_margin_px": 3}
+    wide = {"distractor_px": 3, "distractor_margin_px": 8}
+    assert distractor_band_record(wide) == {"distractor_px": 3, "distractor_margin_px": 8}
