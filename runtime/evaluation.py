@@ -20,6 +20,8 @@ from dislotrack.runtime.results import Line
 from dislotrack.runtime.spacing import SpacingConfig, neighbour_pairs
 from dislotrack.runtime.tracking import assign, cost_matrix
 
+MATCH_GATE_PX = 6.0  # a detected line further than this (mean closest-point distance) is no true line's
+
 
 @dataclass
 class TrackingReport:
@@ -78,7 +80,7 @@ def match_frame(truth: Mapping[int, np.ndarray], lines: Sequence[Line], gate_px:
 def evaluate(
     truth_frames: Iterable[Mapping[int, np.ndarray]],
     result_frames: Iterable[Sequence[Line]],
-    gate_px: float = 6.0,
+    gate_px: float = MATCH_GATE_PX,
     spacing: SpacingConfig | None = None,
 ) -> TrackingReport:
     """Compare tracked lines with true lines, frame by frame (both in frame order)."""

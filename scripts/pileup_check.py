@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dislotrack.runtime.evaluation import evaluate, match_frame
+from dislotrack.runtime.evaluation import MATCH_GATE_PX, evaluate, match_frame
+from dislotrack.runtime.geometry import arclength
 from dislotrack.runtime.lines import point_to_polyline
 from dislotrack.runtime.pipeline import ProbabilityModel, iter_results
 from dislotrack.runtime.results import Frame
@@ -93,9 +94,9 @@ def line_ends(truth: Sequence[Mapping[int, np.ndarray]], found: Sequence[Sequenc
     farthest point from its true line (a line that runs on along a slip trace, or stops short)."""
     ratio, stray = [], []
     for lines_true, lines in zip(truth, found, strict=True):
-        for tid, j in match_frame(lines_true, lines, 6.0).items():
+        for tid, j in match_frame(lines_true, lines, MATCH_GATE_PX).items():
             t = np.asarray(lines_true[tid], dtype=np.float64)
-            ratio.append(lines[j].length_px / float(np.sum(np.hypot(*np.diff(t, axis=0).T))))
+            ratio.append(lines[j].length_px / float(arclength(t)[-1]))
             stray.append(float(point_to_polyline(lines[j].points.astype(np.float64), t).max()))
     if not ratio:
         return {"length_ratio": float("nan"), "stray_px": float("nan")}
