@@ -93,6 +93,28 @@ def _add_loop_args(
         "boundaries the generator drew (0: off; default %(default)s)",
     )
     g.add_argument(
+        "--line-trace-weight",
+        type=float,
+        default=0.0,
+        help="weight of a term charging each matched mask for the --distractor-px band between "
+        "--line-trace-margin and --line-trace-reach of its own line (a line running on along the "
+        "trace it ends on), over the line's pixels; use with --distractor-margin 0 (0: off; "
+        "default %(default)s)",
+    )
+    g.add_argument(
+        "--line-trace-margin",
+        type=int,
+        default=2,
+        help="px around a mask's own true line that --line-trace-weight spares (default %(default)s)",
+    )
+    g.add_argument(
+        "--line-trace-reach",
+        type=int,
+        default=24,
+        help="px from a mask's own true line that --line-trace-weight charges up to; farther traces "
+        "are the distractor term's (default %(default)s)",
+    )
+    g.add_argument(
         "--distractor-px",
         type=int,
         default=3,
@@ -312,6 +334,9 @@ def _loop_config(args: argparse.Namespace, data, model):
             union_weight=args.union_weight,
             distractor_weight=args.distractor_weight,
             trace_weight=getattr(args, "trace_weight", 0.0),
+            line_trace_weight=getattr(args, "line_trace_weight", 0.0),
+            line_trace_margin_px=getattr(args, "line_trace_margin", 2),
+            line_trace_reach_px=getattr(args, "line_trace_reach", 24),
         ),
         data=data,
         batch_size=args.batch_size,
@@ -397,10 +422,10 @@ def _augment(args: argparse.Namespace):
 
 def _distractor_px(args: argparse.Namespace) -> int:
     """The band the distractor term charges and the trace channel marks; samples carry none (and
-    cost nothing) when neither is on."""
-    used = [
-        f"--{n.replace('_', '-')}" for n in ("distractor_weight", "trace_weight") if getattr(args, n, 0) > 0
-    ]
+    cost nothing) when no term reading it is on."""
+    from dislotrack.training.loss import BAND_TERMS
+
+    used = [f"--{n.replace('_', '-')}" for n in BAND_TERMS if getattr(args, n, 0) > 0]
     if used and args.distractor_px <= 0:
         raise ValueError(f"{' and '.join(used)} needs --distractor-px > 0")
     return args.distractor_px if used else 0

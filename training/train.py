@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dislotrack.training.data import DataConfig, Sample, collate, collate_avoid, training_samples
-from dislotrack.training.loss import LossConfig, matched_dice_loss
+from dislotrack.training.loss import BAND_TERMS, LossConfig, matched_dice_loss
 from dislotrack.training.metrics import MetricConfig, Summary, binarise, score_masks, summarise
 from dislotrack.training.model import ModelConfig, build_model, load_matching
 
@@ -84,7 +84,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.needs_band and self.data.distractor_px <= 0:
-            terms = [f"loss.{n}" for n in ("distractor_weight", "trace_weight") if getattr(self.loss, n) > 0]
+            terms = [f"loss.{n}" for n in BAND_TERMS if getattr(self.loss, n) > 0]
             raise ValueError(f"{' and '.join(terms)} > 0 needs data.distractor_px > 0 (the pixels it reads)")
         if self.model.trace_channel != (self.loss.trace_weight > 0):
             raise ValueError(
@@ -94,7 +94,7 @@ class TrainConfig:
     @property
     def needs_band(self) -> bool:
         """Whether the loss reads the samples' distractor pixels."""
-        return self.loss.distractor_weight > 0 or self.loss.trace_weight > 0
+        return any(getattr(self.loss, n) > 0 for n in BAND_TERMS)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))

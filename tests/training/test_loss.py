@@ -267,3 +267,38 @@ def test_the_trace_channel_is_the_last_output_and_the_masks_are_scored_without_i
     assert with_trace == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="distractor pixels"):
         matched_dice_loss(torch.cat([masks, trace], 1), truth[None], counts, LossConfig(trace_weight=0.5))
+
+
+def test_line_trace_term_charges_a_mask_for_the_trace_just_beyond_its_own_line_only() -> None:
+    import torch
+
+    from dislotrack.training.loss import LossConfig, image_loss, matched_dice_loss
+
+    truth = torch.zeros(2, 64, 64, dtype=torch.bool)
+    truth[0, 10:40, 20:23] = True  # a line ending on the trace at row 40
+    truth[1, 10:40, 40:43] = True  # its neighbour, ending on it 17 px further along
+    avoid = torch.zeros(1, 64, 64, dtype=torch.bool)
+    avoid[0, 40:44, :] = True  # the trace, everywhere but on the lines (distractor margin 0)
+    probs = torch.zeros(4, 64, 64)
+    probs[:2] = truth.float()
+    run_on = probs.clone()
+    run_on[0, 40:43, 23:40] = 1.0  # mask 0 runs on along the trace to its neighbour's end: 51 px
+    config = LossConfig(line_trace_weight=1.0, line_trace_margin_px=2)
+
+    def loss(p, c):
+        logits = torch.logit(p[None].clamp(1e-6, 1 - 1e-6))
+        return float(matched_dice_loss(logits, truth[None], torch.tensor([2]), c, avoid))
+
+    assert loss(probs, config) == pytest.approx(loss(probs, LossConfig()), abs=1e-4)
+    added = loss(run_on, config) - loss(run_on, LossConfig())
+    # the 51 px less the 4 within 2 px of mask 0's line (rows 40-41, columns 23-24), over its 90 px
+    # (+ smooth 1), in a mean over the 2 matched masks
+    assert added == pytest.approx(47 / 91 / 2, rel=1e-3)
+    far = probs.clone()
+    far[0, 40:43, 47:64] = 1.0  # the same channel marks the trace more than 24 px from its line
+    assert loss(far, config) == pytest.approx(loss(far, LossConfig()), abs=1e-4)
+    spare = probs.clone()
+    spare[3, 40:43, 23:40] = 1.0  # the same stretch in a spare channel: the distractor term's business
+    assert loss(spare, config) == pytest.approx(loss(spare, LossConfig()), abs=1e-4)
+    with pytest.raises(ValueError, match="distractor pixels"):
+        image_loss(run_on, truth, config)
