@@ -110,6 +110,21 @@ def test_short_pieces_join_into_a_line_when_min_piece_px_lets_them():
     assert not np.any(labels[lone])  # a dropped piece paints nothing
 
 
+def test_a_short_dab_joins_a_line_only_close_ahead_of_its_end():
+    # a line and, 16 px beyond its end and 2 px across, a 6 px dab (in a pile-up: the next line's)
+    line = line_mask(SHAPE, curve(20, 80, 100, 80), half_width=2.0)
+    dab = line_mask(SHAPE, curve(116, 82, 122, 82), half_width=2.0)
+    maps = [prob_map(line, blur=0.3), prob_map(dab, blur=0.3)]
+    loose, _ = _run(maps, min_piece_px=2.0, join_short_gap_px=24.0)
+    assert len(loose) == 1 and loose[0].length_px > 90  # the gap's allowance would take the dab in
+    lines, labels = _run(maps, min_piece_px=2.0)
+    assert len(lines) == 1 and lines[0].length_px < 82
+    assert not np.any(labels[dab])
+    close = line_mask(SHAPE, curve(104, 81, 110, 81), half_width=2.0)  # 4 px ahead, on its way
+    joined, _ = _run([maps[0], prob_map(close, blur=0.3)], min_piece_px=2.0)
+    assert len(joined) == 1 and joined[0].length_px > 86
+
+
 def test_longest_path_ignores_a_spur():
     mask = line_mask(SHAPE, curve(20, 80, 180, 80)) | line_mask(SHAPE, curve(100, 80, 100, 95))
     rc = skeleton_path(mask)
