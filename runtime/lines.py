@@ -791,7 +791,7 @@ def continuation_chains(
     far). Neighbours in a pile-up end side by side with parallel directions, so they never qualify.
     A pair with a line shorter than ``min_length_px`` must lie within ``join_short_gap_px`` and
     within ``join_lateral_px`` with no allowance for the gap: a short dab's direction is a guess,
-    and in a pile-up the next line's dabs lie a few px across (session 29).
+    and in a pile-up the next line's dabs lie a few px across (sessions 29-30).
     Closest ends join first; each end joins once; no loops.
     """
     n_lines = len(pts)

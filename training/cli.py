@@ -118,8 +118,9 @@ def _add_loop_args(
         "--distractor-px",
         type=int,
         default=3,
-        help="px either side of a drawn distractor's axis that --distractor-weight charges and "
-        "--trace-weight marks, less those within --distractor-margin of a true line (default %(default)s)",
+        help="px either side of a drawn distractor's axis that --distractor-weight and "
+        "--line-trace-weight charge and --trace-weight marks, less those within --distractor-margin "
+        "of a true line (default %(default)s)",
     )
     g.add_argument(
         "--distractor-margin",

@@ -87,7 +87,7 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synthetic_share: float = 0.0
     # > 0: synthetic samples carry the drawn distractors of ``distractor_kinds`` widened by this many
-    # px, less the pixels near a true line, for the loss's distractor term and trace channel
+    # px, less the pixels near a true line, for the loss's terms that read it (``loss.BAND_TERMS``)
     distractor_px: int = 0
     # pixels within this many px of a true line are left out of that band (None: distractor_px);
     # wider spares the ends of lines that meet a trace, which the band otherwise pulls both ways

@@ -58,15 +58,15 @@ class LossConfig:
     ``line_trace_weight`` > 0 charges each matched channel, per mask, for its summed probability
     on those distractor pixels more than ``line_trace_margin_px`` and at most
     ``line_trace_reach_px`` (chessboard) from its own true line, over that line's pixel count,
-    averaged like the Dice losses. Channels follow orientation, so a matched channel also marks far
-    traces of its line's direction; charged for those per mask, a network first shuts its masks
-    (session 30: centreline recall 0.45 → 0.06 in 250 steps), so the far ones are left to the
-    distractor term. The distractor term charges
-    the channels' maximum over the whole band, so a mask that runs on from its line's end along the
-    trace it ends on costs a few band pixels out of thousands there; here it costs about what the
-    same stretch missed on the line would. Pixels near *other* lines count too, so train it with
-    ``DataConfig.distractor_margin_px`` 0: the stretch of trace between two lines' ends is what a
-    mask runs on along (session 29)."""
+    averaged like the Dice losses: a mask that runs on from its line's end along the trace it ends
+    on (session 29) costs about what the same stretch missed on the line would, where the
+    distractor term, on the channels' maximum over the whole band, charges it a few band pixels out
+    of thousands. Train it with ``DataConfig.distractor_margin_px`` 0, so that the stretch of trace
+    between two lines' ends is in the band. The reach matters: channels follow orientation, so a
+    matched channel also marks far traces of its line's direction, and charged for those too a
+    network shut its masks (session 30: centreline recall 0.45 -> 0.06 in 250 steps). Even so, at
+    weight 1 it ended lines where they should end but halved recall, and at 0.2 it did neither
+    (session 30), so it is off by default."""
 
     matching: Matching = "optimal"
     empty_weight: float = 1.0
@@ -173,7 +173,8 @@ def batch_losses(
     if config.line_trace_weight > 0:
         if avoid is None:
             raise ValueError("line_trace_weight > 0 needs the samples' distractor pixels (distractor_px > 0)")
-        used = max(int(counts.max()), 1)  # the padding masks are never matched: no need to widen them
+        # after the matching, which stays on the Dice losses; padding masks are never matched
+        used = max(int(counts.max()), 1)
         charge = line_trace_charge(p, t[:, :used], avoid, config)
         cost = cost + config.line_trace_weight * torch.nn.functional.pad(charge, (0, 0, 0, t.shape[1] - used))
     if pick_b:
