@@ -224,6 +224,11 @@ def prepare(
     return (image, masks) if avoid is None else (image, masks, planes[-1])
 
 
+def band_margin_px(distractor_px: int, distractor_margin_px: int | None) -> int:
+    """The px around true lines that the distractor band leaves out: the margin, or the band's width."""
+    return distractor_px if distractor_margin_px is None else int(distractor_margin_px)
+
+
 def distractor_band(axes: dict[str, np.ndarray], masks: np.ndarray, config: DataConfig) -> np.ndarray:
     """Bool (H, W): the axes of ``config.distractor_kinds`` widened by ``distractor_px`` (a square of
     side 2·px + 1), less every pixel within ``distractor_margin_px`` (default: that distance) of a
@@ -231,7 +236,7 @@ def distractor_band(axes: dict[str, np.ndarray], masks: np.ndarray, config: Data
     from scipy import ndimage
 
     px = config.distractor_px
-    margin = px if config.distractor_margin_px is None else config.distractor_margin_px
+    margin = band_margin_px(px, config.distractor_margin_px)
     axis = np.zeros(masks.shape[1:], dtype=bool)
     for kind in config.distractor_kinds:
         axis |= axes[kind]

@@ -281,12 +281,13 @@ def training_card(weights: Weights) -> dict:
 
 
 def distractor_band_record(data: dict) -> dict:
-    """The distractor band's widths, when the distractor term or trace channel read one."""
+    """The distractor band's widths, when a loss term (``loss.BAND_TERMS``) read one."""
+    from dislotrack.training.data import band_margin_px
+
     px = int(data.get("distractor_px") or 0)
     if px <= 0:
         return {}
-    margin = data.get("distractor_margin_px")
-    return {"distractor_px": px, "distractor_margin_px": px if margin is None else int(margin)}
+    return {"distractor_px": px, "distractor_margin_px": band_margin_px(px, data.get("distractor_margin_px"))}
 
 
 def weights_path(path: str | Path) -> Path:

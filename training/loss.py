@@ -153,8 +153,7 @@ def batch_losses(
     weight = None
     if config.ignore_beyond_px > 0:  # 1 within that many px (chessboard) of a true line
         px = config.ignore_beyond_px
-        band = lines.reshape(b, 1, *truth.shape[-2:]).float()
-        weight = torch.nn.functional.max_pool2d(band, 2 * px + 1, stride=1, padding=px).flatten(1)
+        weight = widened(lines.reshape(b, 1, *truth.shape[-2:]).float(), px).flatten(1)
         p = p * weight.to(p.dtype)[:, None]
     cost = pair_dice_loss(p, t, config.smooth)
     host = cost.detach().float().cpu().numpy()
